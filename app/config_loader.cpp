@@ -1,0 +1,236 @@
+#include "app/config_loader.hpp"
+
+#include <toml++/toml.h>
+
+#include <charconv>
+#include <cstdint>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <sstream>
+
+namespace tollgate::app {
+
+namespace {
+
+/// Where a node sits, for messages.
+struct place {
+  const std::string& source;
+  std::string key;
+  const toml::node& node;
+
+  [[noreturn]] void fail(const std::string& problem) const {
+    const auto line = node.source().begin.line;
+    throw config_error(source + ":" + std::to_string(line) + ": " + key + ": " + problem);
+  }
+};
+
+const char* type_name(const toml::node& n) {
+  switch (n.type()) {
+    case toml::node_type::string: return "a string";
+    case toml::node_type::integer: return "an integer";
+    case toml::node_type::floating_point: return "a float";
+    case toml::node_type::boolean: return "a boolean";
+    case toml::node_type::array: return "an array";
+    case toml::node_type::table: return "a table";
+    default: return "a date or time";
+  }
+}
+
+std::int64_t get_int(const place& p, std::int64_t min, std::int64_t max) {
+  const auto* v = p.node.as_integer();
+  if (v == nullptr)
+    p.fail(std::string{"expected an integer, got "} + type_name(p.node));
+  const auto x = v->get();
+  if (x < min || x > max)
+    p.fail("must be between " + std::to_string(min) + " and " + std::to_string(max) + ", got "
+           + std::to_string(x));
+  return x;
+}
+
+bool get_bool(const place& p) {
+  const auto* v = p.node.as_boolean();
+  if (v == nullptr)
+    p.fail(std::string{"expected a boolean, got "} + type_name(p.node));
+  return v->get();
+}
+
+std::string get_string(const place& p, bool allow_empty = false) {
+  const auto* v = p.node.as_string();
+  if (v == nullptr)
+    p.fail(std::string{"expected a string, got "} + type_name(p.node));
+  if (!allow_empty && v->get().empty())
+    p.fail("must not be empty");
+  return v->get();
+}
+
+std::string get_choice(const place& p, std::initializer_list<const char*> choices) {
+  auto s = get_string(p);
+  std::string list;
+  for (const char* c : choices) {
+    if (s == c)
+      return s;
+    list += list.empty() ? "" : ", ";
+    list += c;
+  }
+  p.fail("must be one of " + list + ", got \"" + s + "\"");
+}
+
+std::chrono::milliseconds get_ms(const place& p, std::int64_t min, std::int64_t max) {
+  return std::chrono::milliseconds{get_int(p, min, max)};
+}
+
+using setter = std::function<void(const place&, core::config&)>;
+using section_schema = std::map<std::string, setter>;
+
+const std::map<std::string, section_schema>& schema() {
+  static const std::map<std::string, section_schema> s = {
+    {"server",
+     {
+       {"listen",
+        [](const place& p, core::config& c) {
+          auto err = parse_listen(get_string(p), c.server);
+          if (!err.empty())
+            p.fail(err);
+        }},
+       {"io_threads",
+        [](const place& p, core::config& c) {
+          c.server.io_threads = static_cast<unsigned>(get_int(p, 1, 256));
+        }},
+       {"max_connections",
+        [](const place& p, core::config& c) {
+          c.server.max_connections = static_cast<std::size_t>(get_int(p, 1, 1'000'000));
+        }},
+       {"header_limit_bytes",
+        [](const place& p, core::config& c) {
+          c.server.header_limit_bytes = static_cast<std::size_t>(get_int(p, 1024, 1 << 20));
+        }},
+       {"body_limit_bytes",
+        [](const place& p, core::config& c) {
+          c.server.body_limit_bytes = static_cast<std::size_t>(get_int(p, 0, 1LL << 32));
+        }},
+       {"request_timeout_ms",
+        [](const place& p, core::config& c) {
+          c.server.request_timeout = get_ms(p, 1, 3'600'000);
+        }},
+       {"idle_timeout_ms",
+        [](const place& p, core::config& c) { c.server.idle_timeout = get_ms(p, 1, 86'400'000); }},
+       {"shutdown_grace_ms",
+        [](const place& p, core::config& c) { c.server.shutdown_grace = get_ms(p, 0, 600'000); }},
+       {"bridge",
+        [](const place& p, core::config& c) {
+          c.server.bridge = get_choice(p, {"responder", "actor"});
+        }},
+       {"routers",
+        [](const place& p, core::config& c) {
+          c.server.routers = static_cast<unsigned>(get_int(p, 0, 256));
+        }},
+     }},
+    {"storage",
+     {
+       {"data_dir", [](const place& p, core::config& c) { c.storage.data_dir = get_string(p); }},
+       {"sync_writes",
+        [](const place& p, core::config& c) { c.storage.sync_writes = get_bool(p); }},
+       {"commit_delay_ms",
+        [](const place& p, core::config& c) { c.storage.commit_delay = get_ms(p, 0, 1000); }},
+       {"max_batch",
+        [](const place& p, core::config& c) {
+          c.storage.max_batch = static_cast<std::size_t>(get_int(p, 1, 1'000'000));
+        }},
+     }},
+    {"log",
+     {
+       {"level",
+        [](const place& p, core::config& c) {
+          c.log.level =
+            get_choice(p, {"trace", "debug", "info", "warn", "error", "critical", "off"});
+        }},
+       {"access_log", [](const place& p, core::config& c) { c.log.access_log = get_bool(p); }},
+     }},
+    {"actors",
+     {
+       {"threads",
+        [](const place& p, core::config& c) {
+          c.actors.threads = static_cast<unsigned>(get_int(p, 0, 256));
+        }},
+     }},
+  };
+  return s;
+}
+
+} // namespace
+
+std::string parse_listen(std::string_view text, core::server_config& out) {
+  std::string_view host;
+  std::string_view port;
+  if (!text.empty() && text.front() == '[') {
+    const auto close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':')
+      return "expected [IPv6]:PORT, got \"" + std::string{text} + "\"";
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else {
+    const auto colon = text.rfind(':');
+    if (colon == std::string_view::npos)
+      return "expected HOST:PORT, got \"" + std::string{text} + "\"";
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
+  unsigned value = 0;
+  const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (host.empty() || port.empty() || ec != std::errc{} || end != port.data() + port.size()
+      || value > 65535)
+    return "expected HOST:PORT with a port from 0 to 65535, got \"" + std::string{text} + "\"";
+  out.host = std::string{host};
+  out.port = static_cast<std::uint16_t>(value);
+  return {};
+}
+
+bool valid_log_level(std::string_view level) noexcept {
+  for (const char* l : {"trace", "debug", "info", "warn", "error", "critical", "off"})
+    if (level == l)
+      return true;
+  return false;
+}
+
+core::config parse_config(std::string_view toml_text, const std::string& source_name) {
+  toml::table root;
+  try {
+    root = toml::parse(toml_text, source_name);
+  } catch (const toml::parse_error& e) {
+    throw config_error(source_name + ":" + std::to_string(e.source().begin.line) + ": "
+                       + std::string{e.description()});
+  }
+  core::config cfg;
+  const auto& sections = schema();
+  for (const auto& [section_key, section_node] : root) {
+    const std::string section{section_key.str()};
+    const place sp{source_name, section, section_node};
+    const auto it = sections.find(section);
+    if (it == sections.end())
+      sp.fail("unknown key");
+    const auto* table = section_node.as_table();
+    if (table == nullptr)
+      sp.fail(std::string{"expected a table, got "} + type_name(section_node));
+    for (const auto& [key, node] : *table) {
+      const std::string name{key.str()};
+      const place p{source_name, section + "." + name, node};
+      const auto field = it->second.find(name);
+      if (field == it->second.end())
+        p.fail("unknown key");
+      field->second(p, cfg);
+    }
+  }
+  return cfg;
+}
+
+core::config load_config(const std::string& path) {
+  std::ifstream in{path, std::ios::binary};
+  if (!in)
+    throw config_error(path + ": cannot read the configuration file");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return parse_config(ss.str(), path);
+}
+
+} // namespace tollgate::app

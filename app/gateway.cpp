@@ -1,0 +1,149 @@
+#include "app/gateway.hpp"
+
+#include "actors/router.hpp"
+#include "actors/storage_actor.hpp"
+#include "http/routes.hpp"
+#include "http/server/dispatcher.hpp"
+#include "http/server/http_metrics.hpp"
+#include "http/server/server.hpp"
+#include "metrics/registry.hpp"
+
+#include <tollgate/version.hpp>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/send.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <thread>
+
+namespace tollgate::app {
+
+struct gateway::impl {
+  core::config cfg;
+  const core::clock& clock;
+  // Declaration order is destruction order in reverse: metrics outlive
+  // everything that records into them.
+  metrics::registry registry;
+  std::unique_ptr<caf::actor_system_config> caf_cfg;
+  std::unique_ptr<caf::actor_system> system;
+  actors::storage_actor storage;
+  std::vector<actors::router_actor> routers;
+  http::route_set routes;
+  std::unique_ptr<http::http_metrics> http_metrics;
+  std::unique_ptr<http::dispatcher> dispatch;
+  std::unique_ptr<http::server> server;
+  bool started = false;
+  bool stopped = false;
+
+  impl(core::config c, const core::clock& clk) : cfg(std::move(c)), clock(clk) {}
+};
+
+gateway::gateway(core::config cfg, const core::clock& clk)
+  : impl_(std::make_unique<impl>(std::move(cfg), clk)) {}
+
+gateway::~gateway() {
+  shutdown();
+}
+
+void gateway::start() {
+  auto& s = *impl_;
+  const auto started = std::chrono::steady_clock::now();
+  s.registry.gauges("tollgate_build_info", "Build information; the value is always 1.",
+                    {"version"})
+    .with({core::version})
+    .set(1);
+  s.registry.computed_gauge("tollgate_uptime_seconds", "Seconds since the gateway started.",
+                            [started] {
+                              return std::chrono::duration<double>(
+                                       std::chrono::steady_clock::now() - started)
+                                .count();
+                            });
+
+  auto db = std::shared_ptr<storage::store>(
+    storage::store::open({s.cfg.storage.data_dir, s.cfg.storage.sync_writes}));
+
+  s.caf_cfg = std::make_unique<caf::actor_system_config>();
+  const unsigned hw = std::max(1U, std::thread::hardware_concurrency());
+  s.caf_cfg->set("scheduler.max-threads",
+                 static_cast<std::size_t>(s.cfg.actors.threads == 0 ? hw : s.cfg.actors.threads));
+  s.system = std::make_unique<caf::actor_system>(*s.caf_cfg);
+
+  s.storage = actors::spawn_storage_actor(
+    *s.system, db, {s.cfg.storage.commit_delay, s.cfg.storage.max_batch}, s.registry);
+
+  s.routes = http::build_routes();
+  actors::services svc;
+  svc.storage = s.storage;
+  svc.metrics = &s.registry;
+  svc.clock = &s.clock;
+  svc.started = started;
+  const unsigned n_routers = s.cfg.server.routers == 0 ? std::max(1U, s.cfg.server.io_threads)
+                                                       : s.cfg.server.routers;
+  for (unsigned i = 0; i < n_routers; ++i)
+    s.routers.push_back(s.system->spawn(actors::router_impl, s.routes.handlers, svc));
+
+  s.http_metrics = std::make_unique<http::http_metrics>(s.registry, *s.routes.table);
+  s.dispatch = std::make_unique<http::dispatcher>(
+    *s.system, s.routers,
+    s.cfg.server.bridge == "actor" ? http::bridge_mode::actor : http::bridge_mode::responder);
+  s.server = std::make_unique<http::server>(s.cfg.server, s.routes.table, *s.dispatch,
+                                            *s.http_metrics, s.cfg.log.access_log);
+  s.started = true;
+  s.server->start();
+  spdlog::info("tollgate {} listening on http://{}:{} (data dir {})", core::version,
+               s.cfg.server.host, s.server->port(), s.cfg.storage.data_dir);
+}
+
+std::uint16_t gateway::port() const noexcept {
+  return impl_->server ? impl_->server->port() : 0;
+}
+
+bool gateway::shutdown() {
+  auto& s = *impl_;
+  if (s.stopped)
+    return true;
+  s.stopped = true;
+  bool ok = true;
+  if (s.server) {
+    spdlog::info("shutdown: draining connections (grace {} ms)", s.cfg.server.shutdown_grace.count());
+    ok = s.server->drain(s.cfg.server.shutdown_grace);
+    s.server->stop();
+  }
+  if (s.system) {
+    if (s.storage) {
+      caf::scoped_actor self{*s.system};
+      self->request(s.storage, std::chrono::seconds{10}, actors::flush_atom::value)
+        .receive(
+          [&](const actors::write_ack& ack) {
+            if (!ack.ok()) {
+              spdlog::error("shutdown: storage flush failed: {}", ack.error);
+              ok = false;
+            }
+          },
+          [&](caf::error& e) {
+            spdlog::error("shutdown: storage flush did not complete: {}", to_string(e));
+            ok = false;
+          });
+    }
+    for (auto& r : s.routers)
+      caf::anon_send_exit(r, caf::exit_reason::user_shutdown);
+    if (s.storage)
+      caf::anon_send_exit(s.storage, caf::exit_reason::user_shutdown);
+    s.routers.clear();
+    s.storage = nullptr;
+    s.dispatch.reset();
+    s.server.reset();
+    s.system.reset();  // waits for every actor to finish
+  }
+  spdlog::info("shutdown: complete");
+  return ok;
+}
+
+metrics::registry& gateway::metrics() noexcept {
+  return impl_->registry;
+}
+
+} // namespace tollgate::app

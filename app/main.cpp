@@ -1,0 +1,117 @@
+// tollgate: an API gateway that meters every API key.
+
+#include "app/config_loader.hpp"
+#include "app/gateway.hpp"
+#include "storage/store.hpp"
+
+#include <tollgate/version.hpp>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/async.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+
+namespace {
+
+constexpr int exit_bad_config = 2;
+constexpr int exit_start_failed = 1;
+
+void setup_logging(const std::string& level) {
+  // Asynchronous so that an I/O thread never waits for the terminal.
+  spdlog::init_thread_pool(16384, 1);
+  auto logger = spdlog::create_async<spdlog::sinks::stdout_sink_mt>("tollgate");
+  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%l%$ %v", spdlog::pattern_time_type::utc);
+  logger->set_level(spdlog::level::from_str(level));
+  logger->flush_on(spdlog::level::warn);
+  spdlog::set_default_logger(logger);
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  using namespace tollgate;
+  CLI::App cli{"tollgate: an API gateway that meters every API key"};
+  std::string config_path;
+  std::string listen;
+  std::string data_dir;
+  std::string log_level;
+  bool show_version = false;
+  cli.add_option("--config", config_path, "TOML configuration file");
+  cli.add_option("--listen", listen, "HOST:PORT to listen on (overrides server.listen)");
+  cli.add_option("--data-dir", data_dir, "RocksDB data directory (overrides storage.data_dir)");
+  cli.add_option("--log-level", log_level,
+                 "trace, debug, info, warn, error, critical or off (overrides log.level)");
+  cli.add_flag("--version", show_version, "Print the version and exit");
+  try {
+    cli.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return cli.exit(e);
+  } catch (const CLI::ParseError& e) {
+    cli.exit(e);
+    return exit_bad_config;
+  }
+  if (show_version) {
+    std::cout << "tollgate " << core::version << '\n';
+    return 0;
+  }
+
+  core::config cfg;
+  try {
+    if (!config_path.empty())
+      cfg = app::load_config(config_path);
+    if (!listen.empty()) {
+      auto err = app::parse_listen(listen, cfg.server);
+      if (!err.empty())
+        throw app::config_error("--listen: " + err);
+    }
+    if (!data_dir.empty())
+      cfg.storage.data_dir = data_dir;
+    if (!log_level.empty()) {
+      if (!app::valid_log_level(log_level))
+        throw app::config_error("--log-level: must be one of trace, debug, info, warn, error, "
+                                "critical, off, got \"" + log_level + "\"");
+      cfg.log.level = log_level;
+    }
+  } catch (const app::config_error& e) {
+    std::cerr << "tollgate: configuration error: " << e.what() << '\n';
+    return exit_bad_config;
+  }
+
+  // Block the shutdown signals before any thread starts, so every thread
+  // inherits the mask and only sigwait below receives them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  setup_logging(cfg.log.level);
+  int code = 0;
+  {
+    app::gateway gw{cfg};
+    try {
+      gw.start();
+    } catch (const storage::open_error& e) {
+      spdlog::critical("cannot start: {}", e.what());
+      spdlog::shutdown();
+      std::cerr << "tollgate: cannot open the store: " << e.what() << '\n';
+      return exit_start_failed;
+    } catch (const std::exception& e) {
+      spdlog::critical("cannot start: {}", e.what());
+      spdlog::shutdown();
+      std::cerr << "tollgate: cannot start: " << e.what() << '\n';
+      return exit_start_failed;
+    }
+    int sig = 0;
+    sigwait(&signals, &sig);
+    spdlog::info("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    if (!gw.shutdown())
+      code = 1;
+  }
+  spdlog::shutdown();
+  return code;
+}

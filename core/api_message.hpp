@@ -1,0 +1,63 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace tollgate::core {
+
+using header_list = std::vector<std::pair<std::string, std::string>>;
+
+/// A parsed client request as it travels from an HTTP session to the actors.
+/// Transport-neutral on purpose: actors never see Beast types.
+struct api_request {
+  std::string method;           ///< "GET", "POST", ...
+  std::string path;             ///< path without the query string
+  std::string query;            ///< raw query string without '?'
+  std::uint32_t route_id = 0;   ///< index into the immutable route table
+  header_list params;           ///< path parameters captured by the route template
+  header_list headers;          ///< lower-cased names of the headers handlers may read
+  std::string body;
+  std::string request_id;
+  std::string remote_addr;
+
+  /// First header with the given lower-case name, or an empty view.
+  std::string_view header(std::string_view lower_name) const noexcept;
+  /// Path parameter by name, or an empty view.
+  std::string_view param(std::string_view name) const noexcept;
+};
+
+/// What a handler answers; the session turns it into an HTTP response.
+struct api_response {
+  std::uint16_t status = 200;
+  std::string content_type = "application/json";
+  header_list headers;
+  std::string body;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, api_request& x) {
+  return f(x.method, x.path, x.query, x.route_id, x.params, x.headers, x.body, x.request_id,
+           x.remote_addr);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, api_response& x) {
+  return f(x.status, x.content_type, x.headers, x.body);
+}
+
+/// The way back to the connection a request came from. An implementation must
+/// be callable from any thread; it hands the response to its session without
+/// blocking. Each request is answered exactly once.
+class responder {
+public:
+  virtual ~responder() = default;
+  virtual void respond(api_response&& response) noexcept = 0;
+};
+
+using responder_ptr = std::shared_ptr<responder>;
+
+} // namespace tollgate::core

@@ -1,0 +1,61 @@
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace tollgate::core {
+
+/// Typed configuration. Every field has a default so that an empty file, or a
+/// file with a single table, is a valid configuration. app/config_loader.cpp
+/// maps `conf/tollgate.toml` onto these structs.
+struct server_config {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 8080;
+  unsigned io_threads = 1;
+  std::size_t max_connections = 10000;
+  std::size_t header_limit_bytes = 16 * 1024;
+  std::size_t body_limit_bytes = 1024 * 1024;
+  /// Deadline for reading one whole request once its first byte arrived.
+  std::chrono::milliseconds request_timeout{10'000};
+  /// How long a keep-alive connection may sit idle between requests.
+  std::chrono::milliseconds idle_timeout{60'000};
+  /// On SIGTERM: how long in-flight requests may take before we exit anyway.
+  std::chrono::milliseconds shutdown_grace{10'000};
+  /// "responder": the session sends the router a message carrying a handle
+  /// that posts the answer back (default, measured fastest); "actor": a bridge
+  /// actor is spawned per request and uses request/then.
+  std::string bridge = "responder";
+  /// Number of router actors; 0 means one per I/O thread.
+  unsigned routers = 0;
+};
+
+struct storage_config {
+  std::string data_dir = "./data";
+  /// fsync the WAL on every group commit. Off: a process crash loses nothing
+  /// that was acknowledged, a power loss can lose the OS's unflushed tail.
+  bool sync_writes = false;
+  /// Extra time a write may wait so that more writes share its commit.
+  std::chrono::milliseconds commit_delay{0};
+  /// A group commit never holds more than this many writes.
+  std::size_t max_batch = 1024;
+};
+
+struct log_config {
+  std::string level = "info";   ///< trace, debug, info, warn, error, critical, off
+  bool access_log = true;       ///< one line per request at level info
+};
+
+struct actors_config {
+  unsigned threads = 0;  ///< CAF scheduler threads; 0 = number of cores
+};
+
+struct config {
+  server_config server;
+  storage_config storage;
+  log_config log;
+  actors_config actors;
+};
+
+} // namespace tollgate::core

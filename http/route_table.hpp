@@ -1,0 +1,55 @@
+#pragma once
+
+#include "core/api_message.hpp"
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace tollgate::http {
+
+/// Immutable table of route templates such as `/user/api-keys/{key_id}`.
+/// Built once at start; matched on the I/O thread without locks.
+class route_table {
+public:
+  struct route {
+    std::string method;
+    std::string pattern;
+    std::uint32_t id = 0;
+    bool metered = false;  ///< counts against a key's limits (later issues)
+  };
+
+  enum class outcome { found, not_found, method_not_allowed };
+
+  struct match_result {
+    outcome kind = outcome::not_found;
+    const route* matched = nullptr;   ///< set when found
+    core::header_list params;         ///< captured `{name}` segments
+    std::string allow;                ///< "GET, POST" when method_not_allowed
+  };
+
+  /// Adds a route; returns its id (dense, in insertion order). Throws
+  /// std::invalid_argument on a malformed pattern or a duplicate.
+  std::uint32_t add(std::string method, std::string pattern, bool metered = false);
+
+  /// Finds the route for method and path. A literal segment beats a
+  /// parameter at the same position, so `/models/providers` wins over
+  /// `/models/{id}`.
+  match_result match(std::string_view method, std::string_view path) const;
+
+  const std::vector<route>& routes() const noexcept { return routes_; }
+
+private:
+  struct compiled {
+    std::vector<std::string> segments;  ///< "{x}" segments are parameters
+    std::vector<bool> is_param;
+    std::uint32_t route_index = 0;
+  };
+  static bool score(const compiled& c, const std::vector<std::string_view>& segs,
+                    std::uint64_t& out) noexcept;
+  std::vector<route> routes_;
+  std::vector<compiled> compiled_;
+};
+
+} // namespace tollgate::http

@@ -1,0 +1,364 @@
+#include "http/server/session.hpp"
+
+#include "core/request_id.hpp"
+#include "http/errors.hpp"
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <atomic>
+
+namespace tollgate::http {
+
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+namespace net = boost::asio;
+
+namespace {
+
+// Request headers that handlers may read; everything else stays in the
+// session (copying every header into each actor message costs allocations).
+constexpr std::array<std::string_view, 7> forwarded_headers = {
+  "authorization", "x-api-key", "content-type", "user-agent", "accept", "x-forwarded-for",
+  "idempotency-key"};
+
+std::string lower(std::string_view s) {
+  std::string out{s};
+  for (auto& c : out)
+    if (c >= 'A' && c <= 'Z')
+      c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
+/// Posts the answer back onto the session's strand. If the request is never
+/// answered (a handler bug, a router that died with the message in its
+/// mailbox) the destructor answers 500, so a client never hangs.
+class session_responder final : public core::responder {
+public:
+  session_responder(std::shared_ptr<session> s, net::any_io_executor ex, http_metrics& m)
+    : session_(std::move(s)), ex_(std::move(ex)), metrics_(m) {}
+
+  ~session_responder() override {
+    if (!done_.load(std::memory_order_acquire)) {
+      metrics_.dropped_responses.inc();
+      deliver(error_response(core::errc::internal, "the request was dropped before an answer"));
+    }
+  }
+
+  void respond(core::api_response&& res) noexcept override {
+    if (done_.exchange(true, std::memory_order_acq_rel))
+      return;
+    deliver(std::move(res));
+  }
+
+private:
+  void deliver(core::api_response&& res) noexcept {
+    try {
+      net::post(ex_, [s = session_, r = std::move(res)]() mutable { s->on_response(std::move(r)); });
+    } catch (const std::exception& e) {
+      spdlog::error("cannot post a response to its session: {}", e.what());
+    }
+  }
+
+  std::shared_ptr<session> session_;
+  net::any_io_executor ex_;
+  http_metrics& metrics_;
+  std::atomic<bool> done_{false};
+};
+
+constexpr std::string_view continue_line = "HTTP/1.1 100 Continue\r\n\r\n";
+
+} // namespace
+
+session::session(net::ip::tcp::socket&& socket, std::shared_ptr<server_context> ctx)
+  : stream_(std::move(socket)), ctx_(std::move(ctx)) {
+  beast::error_code ec;
+  stream_.socket().set_option(net::ip::tcp::no_delay{true}, ec);
+  const auto ep = stream_.socket().remote_endpoint(ec);
+  remote_ = ec ? std::string{"-"} : ep.address().to_string();
+  ctx_->connections.fetch_add(1, std::memory_order_relaxed);
+  ctx_->metrics->connections.inc();
+}
+
+session::~session() {
+  ctx_->metrics->connections.dec();
+  std::lock_guard<std::mutex> guard{ctx_->mutex};
+  ctx_->drainers.erase(this);
+  if (ctx_->connections.fetch_sub(1, std::memory_order_acq_rel) == 1)
+    ctx_->all_closed.notify_all();
+}
+
+void session::run(bool reject) {
+  {
+    std::lock_guard<std::mutex> guard{ctx_->mutex};
+    ctx_->drainers.emplace(this, [weak = weak_from_this(), ex = stream_.get_executor()] {
+      net::post(ex, [weak] {
+        if (auto self = weak.lock())
+          self->on_drain();
+      });
+    });
+  }
+  net::dispatch(stream_.get_executor(), [self = shared_from_this(), reject] {
+    if (reject) {
+      self->route_ = self->ctx_->metrics->unmatched();
+      self->method_ = "-";
+      self->path_ = "-";
+      self->started_ = std::chrono::steady_clock::now();
+      self->send(error_response(core::errc::unavailable, "too many open connections"), true);
+      return;
+    }
+    self->do_read();
+  });
+}
+
+void session::do_read() {
+  if (drain_ || ctx_->draining.load(std::memory_order_acquire)) {
+    do_close();
+    return;
+  }
+  phase_ = phase::idle;
+  parser_.emplace();
+  parser_->header_limit(static_cast<std::uint32_t>(ctx_->cfg.header_limit_bytes));
+  parser_->body_limit(ctx_->cfg.body_limit_bytes);
+  if (buffer_.size() > 0) {  // a pipelined request is already here
+    do_read_request();
+    return;
+  }
+  stream_.expires_after(ctx_->cfg.idle_timeout);
+  stream_.async_read_some(buffer_.prepare(4096),
+                          beast::bind_front_handler(&session::on_first_bytes, shared_from_this()));
+}
+
+void session::on_first_bytes(beast::error_code ec, std::size_t n) {
+  if (ec) {
+    if (ec == beast::error::timeout)
+      ctx_->metrics->read_errors.with({"idle_timeout"}).inc();
+    do_close();
+    return;
+  }
+  buffer_.commit(n);
+  do_read_request();
+}
+
+void session::do_read_request() {
+  phase_ = phase::reading;
+  // One deadline for the whole request: a client that trickles bytes cannot
+  // keep the connection by sending one byte per idle timeout.
+  stream_.expires_after(ctx_->cfg.request_timeout);
+  bhttp::async_read_header(stream_, buffer_, *parser_,
+                           [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                             self->on_header(ec);
+                           });
+}
+
+void session::on_header(beast::error_code ec) {
+  if (ec) {
+    on_read_error(ec);
+    return;
+  }
+  auto read_body = [self = shared_from_this()] {
+    bhttp::async_read(self->stream_, self->buffer_, *self->parser_,
+                      [self](beast::error_code e, std::size_t) { self->on_read(e); });
+  };
+  const auto expect = parser_->get()[bhttp::field::expect];
+  if (!parser_->is_done() && beast::iequals(expect, "100-continue")) {
+    net::async_write(stream_, net::buffer(continue_line.data(), continue_line.size()),
+                     [self = shared_from_this(), read_body](beast::error_code e, std::size_t) {
+                       if (e)
+                         self->do_close();
+                       else
+                         read_body();
+                     });
+    return;
+  }
+  read_body();
+}
+
+void session::on_read(beast::error_code ec) {
+  if (ec) {
+    on_read_error(ec);
+    return;
+  }
+  handle_request();
+}
+
+void session::on_read_error(beast::error_code ec) {
+  const auto fail = [this](core::errc e, const char* reason, std::string_view detail) {
+    ctx_->metrics->read_errors.with({reason}).inc();
+    route_ = ctx_->metrics->unmatched();
+    method_ = "-";
+    path_ = "-";
+    request_id_ = core::new_request_id();
+    started_ = std::chrono::steady_clock::now();
+    send(error_response(e, detail), true);
+  };
+  if (ec == bhttp::error::end_of_stream || ec == net::error::eof
+      || ec == net::error::operation_aborted || ec == net::error::connection_reset) {
+    do_close();
+  } else if (ec == beast::error::timeout) {
+    // Beast has closed the socket already; nothing can be answered.
+    ctx_->metrics->read_errors.with({"request_timeout"}).inc();
+    do_close();
+  } else if (ec == bhttp::error::header_limit) {
+    fail(core::errc::headers_too_large, "header_limit", "request header fields too large");
+  } else if (ec == bhttp::error::body_limit) {
+    fail(core::errc::payload_too_large, "body_limit", "request body too large");
+  } else if (ec.category() == bhttp::make_error_code(bhttp::error::bad_method).category()) {
+    fail(core::errc::bad_request, "malformed", "malformed HTTP request");
+  } else {
+    do_close();
+  }
+}
+
+void session::handle_request() {
+  started_ = std::chrono::steady_clock::now();
+  auto& req = parser_->get();
+  method_ = std::string{req.method_string()};
+  const auto target = req.target();
+  const auto q = target.find('?');
+  path_ = std::string{target.substr(0, q)};
+  const auto rid = req["X-Request-Id"];
+  request_id_ = core::valid_request_id({rid.data(), rid.size()}) ? std::string{rid}
+                                                                 : core::new_request_id();
+  ctx_->metrics->in_flight.inc();
+  counted_in_flight_ = true;
+  route_ = ctx_->metrics->unmatched();
+  const bool close = !req.keep_alive();
+  drain_ = drain_ || close;
+
+  if (ctx_->draining.load(std::memory_order_acquire)) {
+    drain_ = true;
+    send(error_response(core::errc::unavailable, "the gateway is shutting down"), true);
+    return;
+  }
+  if (path_.empty() || path_[0] != '/') {
+    path_ = "-";
+    drain_ = true;
+    send(error_response(core::errc::bad_request, "request target must be an absolute path"), true);
+    return;
+  }
+  auto m = ctx_->routes->match(method_, path_);
+  if (m.kind == route_table::outcome::not_found) {
+    send(error_response(core::errc::not_found, "Not Found"), drain_);
+    return;
+  }
+  if (m.kind == route_table::outcome::method_not_allowed) {
+    auto res = error_response(core::errc::method_not_allowed, "Method Not Allowed");
+    res.headers.emplace_back("Allow", std::move(m.allow));
+    send(std::move(res), drain_);
+    return;
+  }
+  route_ = m.matched->id;
+
+  core::api_request out;
+  out.method = method_;
+  out.path = path_;
+  if (q != beast::string_view::npos)
+    out.query = std::string{target.substr(q + 1)};
+  out.route_id = route_;
+  out.params = std::move(m.params);
+  for (const auto& field : req) {
+    const auto name = lower({field.name_string().data(), field.name_string().size()});
+    for (const auto wanted : forwarded_headers) {
+      if (name == wanted) {
+        out.headers.emplace_back(name, std::string{field.value()});
+        break;
+      }
+    }
+  }
+  out.body = std::move(req.body());
+  out.request_id = request_id_;
+  out.remote_addr = remote_;
+  phase_ = phase::waiting;
+  ctx_->dispatch->dispatch(std::move(out),
+                           std::make_shared<session_responder>(
+                             shared_from_this(), stream_.get_executor(), *ctx_->metrics));
+}
+
+void session::on_response(core::api_response&& res) {
+  if (phase_ != phase::waiting)
+    return;
+  send(std::move(res), drain_ || ctx_->draining.load(std::memory_order_acquire));
+}
+
+void session::on_drain() {
+  drain_ = true;
+  // An idle keep-alive connection has no request to finish: close it now.
+  // Busy ones close after their response.
+  if (phase_ == phase::idle)
+    stream_.cancel();
+}
+
+void session::send(core::api_response&& res, bool close) {
+  phase_ = phase::writing;
+  res_ = {};
+  res_.version(11);
+  res_.result(res.status);
+  res_.set(bhttp::field::content_type, res.content_type);
+  res_.set("X-Request-Id", request_id_);
+  for (auto& [name, value] : res.headers)
+    res_.insert(name, value);
+  res_.body() = std::move(res.body);
+  res_.keep_alive(!close);
+  res_.prepare_payload();
+  stream_.expires_after(ctx_->cfg.request_timeout);
+  bhttp::async_write(stream_, res_,
+                     beast::bind_front_handler(&session::on_write, shared_from_this(), close));
+}
+
+void session::on_write(bool close, beast::error_code ec, std::size_t bytes) {
+  const auto status = res_.result_int();
+  const auto elapsed = std::chrono::steady_clock::now() - started_;
+  const double seconds = std::chrono::duration<double>(elapsed).count();
+  ctx_->metrics->record(route_, method_, status, seconds);
+  if (counted_in_flight_) {
+    ctx_->metrics->in_flight.dec();
+    counted_in_flight_ = false;
+  }
+  if (ctx_->access_log)
+    spdlog::info("{} \"{} {}\" {} {} {:.3f}ms rid={}", remote_, method_, path_, status, bytes,
+                 seconds * 1e3, request_id_);
+  if (ec || close) {
+    do_close();
+    return;
+  }
+  do_read();
+}
+
+void session::do_close() {
+  if (phase_ == phase::closed)
+    return;
+  phase_ = phase::closed;
+  beast::error_code ec;
+  // Half-close, then read and discard what the client still sends until it
+  // closes too (bounded by a short deadline): closing with unread data would
+  // make the kernel send a reset that can destroy our last response (a 413
+  // sent before the body was read) before the client reads it.
+  stream_.socket().shutdown(net::ip::tcp::socket::shutdown_send, ec);
+  if (ec || !stream_.socket().is_open()) {
+    stream_.close();
+    return;
+  }
+  buffer_.clear();
+  stream_.expires_after(std::chrono::seconds{1});
+  do_linger();
+}
+
+void session::do_linger() {
+  stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](
+                                                   beast::error_code ec, std::size_t) {
+    if (ec) {
+      self->stream_.close();
+      return;
+    }
+    self->do_linger();
+  });
+}
+
+} // namespace tollgate::http

@@ -1,0 +1,73 @@
+#pragma once
+
+#include "core/api_message.hpp"
+#include "http/server/server_context.hpp"
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/string_body.hpp>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace tollgate::http {
+
+/// One client connection. All its handlers run on the connection's strand.
+///
+///   idle ──first byte──▶ reading ──whole request──▶ waiting ──answer──▶ writing
+///    ▲  (idle_timeout)     (request_timeout)       (router actor)          │
+///    └──────────────────────────── keep-alive ─────────────────────────────┘
+///
+/// Any read error closes the connection; a protocol error (garbage, too
+/// large) is answered first (400/413/431). Timeouts close without an answer
+/// because Beast has closed the socket already.
+class session : public std::enable_shared_from_this<session> {
+public:
+  session(boost::asio::ip::tcp::socket&& socket, std::shared_ptr<server_context> ctx);
+  ~session();
+
+  /// Starts reading; `reject` answers 503 at once and closes (connection cap).
+  void run(bool reject = false);
+
+  /// Called on the strand when the router answers (via the responder).
+  void on_response(core::api_response&& res);
+
+private:
+  enum class phase { idle, reading, waiting, writing, closed };
+
+  void do_read();
+  void on_first_bytes(boost::beast::error_code ec, std::size_t n);
+  void do_read_request();
+  void on_header(boost::beast::error_code ec);
+  void on_read(boost::beast::error_code ec);
+  void on_read_error(boost::beast::error_code ec);
+  void handle_request();
+  void on_drain();
+  void send(core::api_response&& res, bool close);
+  void on_write(bool close, boost::beast::error_code ec, std::size_t bytes);
+  void do_close();
+  void do_linger();
+
+  boost::beast::tcp_stream stream_;
+  boost::beast::flat_buffer buffer_;
+  std::shared_ptr<server_context> ctx_;
+  std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
+  boost::beast::http::response<boost::beast::http::string_body> res_;
+  phase phase_ = phase::idle;
+  bool drain_ = false;
+  bool counted_in_flight_ = false;
+  std::string remote_;
+  // Per-request bookkeeping for the access log and metrics.
+  std::chrono::steady_clock::time_point started_;
+  std::string method_;
+  std::string path_;
+  std::string request_id_;
+  std::uint32_t route_ = 0;
+};
+
+} // namespace tollgate::http
