@@ -1,0 +1,167 @@
+#include "actors/router.hpp"
+#include "actors/storage_actor.hpp"
+#include "metrics/registry.hpp"
+
+#include "support/temp_dir.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/send.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <future>
+
+using namespace tollgate;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct actor_env {
+  caf::actor_system_config cfg;
+  caf::actor_system sys{cfg};
+};
+
+std::vector<storage::write_op> one_write(const std::string& key, const std::string& value) {
+  return {{static_cast<std::uint8_t>(storage::column::usage), key, value, false}};
+}
+
+std::uint64_t counter_value(metrics::registry& reg, const std::string& name) {
+  const auto text = reg.expose();
+  const auto pos = text.find("\n" + name + " ");
+  REQUIRE(pos != std::string::npos);
+  return std::stoull(text.substr(pos + name.size() + 2));
+}
+
+class promise_out final : public core::responder {
+public:
+  void respond(core::api_response&& r) noexcept override { p.set_value(std::move(r)); }
+  std::promise<core::api_response> p;
+};
+
+} // namespace
+
+TEST_CASE("storage actor acknowledges writes only after their group commit", "[actors][storage]") {
+  test::temp_dir dir;
+  actor_env env;
+  metrics::registry reg;
+  auto db = std::shared_ptr<storage::store>(storage::store::open({dir.str("db"), false}));
+  // A long commit delay: only max_batch or an explicit flush can commit.
+  auto st = actors::spawn_storage_actor(env.sys, db, {10s, 10}, reg);
+  caf::scoped_actor self{env.sys};
+
+  for (int i = 0; i < 5; ++i)
+    self->send(st, actors::write_atom::value, one_write("k" + std::to_string(i), "v"));
+  bool early_ack = false;
+  self->receive([&](const actors::write_ack&) { early_ack = true; },
+                caf::after(200ms) >> [] {});
+  CHECK_FALSE(early_ack);
+  CHECK(counter_value(reg, "tollgate_storage_commits_total") == 0);
+
+  self->request(st, 5s, actors::flush_atom::value)
+    .receive([](const actors::write_ack& ack) { CHECK(ack.ok()); },
+             [](caf::error& e) { FAIL(to_string(e)); });
+  int acks = 0;
+  self->receive_for(acks, 5)([](const actors::write_ack& ack) { CHECK(ack.ok()); });
+  CHECK(counter_value(reg, "tollgate_storage_commits_total") == 1);
+  CHECK(counter_value(reg, "tollgate_storage_writes_total") == 5);
+  caf::anon_send_exit(st, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("storage actor commits a full batch at once and reads back", "[actors][storage]") {
+  test::temp_dir dir;
+  actor_env env;
+  metrics::registry reg;
+  auto db = std::shared_ptr<storage::store>(storage::store::open({dir.str("db"), false}));
+  auto st = actors::spawn_storage_actor(env.sys, db, {10s, 10}, reg);
+  caf::scoped_actor self{env.sys};
+  for (int i = 0; i < 100; ++i)
+    self->send(st, actors::write_atom::value, one_write("k" + std::to_string(i), std::to_string(i)));
+  int acks = 0;
+  self->receive_for(acks, 100)([](const actors::write_ack& ack) { CHECK(ack.ok()); });
+  // 100 writes in batches of at most 10 and no timer: exactly 10 commits.
+  CHECK(counter_value(reg, "tollgate_storage_commits_total") == 10);
+
+  self
+    ->request(st, 5s, actors::read_atom::value,
+              static_cast<std::uint8_t>(storage::column::usage), std::string{"k42"})
+    .receive(
+      [](const actors::read_result& r) {
+        CHECK(r.found);
+        CHECK(r.value == "42");
+      },
+      [](caf::error& e) { FAIL(to_string(e)); });
+  self->request(st, 5s, actors::health_atom::value)
+    .receive(
+      [](const actors::storage_health& h) {
+        CHECK(h.ok);
+        CHECK(h.pending == 0);
+        CHECK(h.schema == storage::schema_version);
+      },
+      [](caf::error& e) { FAIL(to_string(e)); });
+  caf::anon_send_exit(st, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("storage actor without delay commits as soon as its mailbox is drained",
+          "[actors][storage]") {
+  test::temp_dir dir;
+  actor_env env;
+  metrics::registry reg;
+  auto db = std::shared_ptr<storage::store>(storage::store::open({dir.str("db"), false}));
+  auto st = actors::spawn_storage_actor(env.sys, db, {0ms, 1024}, reg);
+  caf::scoped_actor self{env.sys};
+  self->request(st, 5s, actors::write_atom::value, one_write("a", "1"))
+    .receive([](const actors::write_ack& ack) { CHECK(ack.ok()); },
+             [](caf::error& e) { FAIL(to_string(e)); });
+  CHECK(counter_value(reg, "tollgate_storage_writes_total") == 1);
+  caf::anon_send_exit(st, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("router runs the handler of the route id and contains failures", "[actors][router]") {
+  actor_env env;
+  auto table = std::make_shared<actors::handler_table>();
+  table->error = [](core::errc e, std::string_view detail) {
+    core::api_response r;
+    r.status = e == core::errc::not_found ? 404 : 500;
+    r.body = std::string{detail};
+    return r;
+  };
+  table->routes.push_back([](actors::router_pointer, const actors::services&,
+                             core::api_request& req, core::responder_ptr& out) {
+    core::api_response r;
+    r.body = "echo " + req.path + " " + std::string{req.param("id")};
+    out->respond(std::move(r));
+  });
+  table->routes.push_back([](actors::router_pointer, const actors::services&, core::api_request&,
+                             core::responder_ptr&) { throw std::runtime_error("boom"); });
+  auto router = env.sys.spawn(actors::router_impl, std::shared_ptr<const actors::handler_table>{table},
+                              actors::services{});
+
+  const auto ask = [&](std::uint32_t route) {
+    core::api_request req;
+    req.path = "/x";
+    req.route_id = route;
+    req.params.emplace_back("id", "7");
+    auto out = std::make_shared<promise_out>();
+    auto fut = out->p.get_future();
+    caf::anon_send(router, actors::dispatch_atom::value, std::move(req),
+                   core::responder_ptr{out});
+    REQUIRE(fut.wait_for(5s) == std::future_status::ready);
+    return fut.get();
+  };
+  CHECK(ask(0).body == "echo /x 7");
+  const auto failed = ask(1);
+  CHECK(failed.status == 500);
+  CHECK(failed.body == "Internal Server Error");
+  CHECK(ask(99).status == 404);
+
+  // The request/response form used by per-request bridge actors.
+  caf::scoped_actor self{env.sys};
+  core::api_request req;
+  req.path = "/y";
+  self->request(router, 5s, actors::handle_atom::value, req)
+    .receive([](const core::api_response& r) { CHECK(r.body == "echo /y "); },
+             [](caf::error& e) { FAIL(to_string(e)); });
+  caf::anon_send_exit(router, caf::exit_reason::user_shutdown);
+}

@@ -1,0 +1,116 @@
+#include "app/config_loader.hpp"
+
+#include <catch2/catch.hpp>
+
+using namespace tollgate;
+using app::config_error;
+using app::parse_config;
+
+namespace {
+std::string error_of(const std::string& text) {
+  try {
+    parse_config(text, "t.toml");
+  } catch (const config_error& e) {
+    return e.what();
+  }
+  return {};
+}
+} // namespace
+
+TEST_CASE("an empty file and a single table are valid and keep defaults", "[app][config]") {
+  const auto empty = parse_config("", "t.toml");
+  CHECK(empty.server.host == "127.0.0.1");
+  CHECK(empty.server.port == 8080);
+  CHECK(empty.storage.data_dir == "./data");
+  CHECK(empty.log.level == "info");
+
+  const auto one = parse_config("[log]\nlevel = \"warn\"\n", "t.toml");
+  CHECK(one.log.level == "warn");
+  CHECK(one.server.port == 8080);
+}
+
+TEST_CASE("the shipped config parses", "[app][config]") {
+  const auto cfg = app::load_config(TOLLGATE_SOURCE_DIR "/conf/tollgate.toml");
+  CHECK(cfg.server.port == 8080);
+  CHECK(cfg.server.bridge == "responder");
+  CHECK(cfg.storage.data_dir == "./data");
+}
+
+TEST_CASE("every setting is read", "[app][config]") {
+  const auto cfg = parse_config(R"(
+[server]
+listen = "[::1]:9000"
+io_threads = 2
+max_connections = 5
+header_limit_bytes = 2048
+body_limit_bytes = 10
+request_timeout_ms = 100
+idle_timeout_ms = 200
+shutdown_grace_ms = 300
+bridge = "actor"
+routers = 3
+[storage]
+data_dir = "/tmp/x"
+sync_writes = true
+commit_delay_ms = 2
+max_batch = 7
+[log]
+level = "off"
+access_log = false
+[actors]
+threads = 4
+)",
+                                "t.toml");
+  CHECK(cfg.server.host == "::1");
+  CHECK(cfg.server.port == 9000);
+  CHECK(cfg.server.io_threads == 2);
+  CHECK(cfg.server.max_connections == 5);
+  CHECK(cfg.server.header_limit_bytes == 2048);
+  CHECK(cfg.server.body_limit_bytes == 10);
+  CHECK(cfg.server.request_timeout.count() == 100);
+  CHECK(cfg.server.idle_timeout.count() == 200);
+  CHECK(cfg.server.shutdown_grace.count() == 300);
+  CHECK(cfg.server.bridge == "actor");
+  CHECK(cfg.server.routers == 3);
+  CHECK(cfg.storage.data_dir == "/tmp/x");
+  CHECK(cfg.storage.sync_writes);
+  CHECK(cfg.storage.commit_delay.count() == 2);
+  CHECK(cfg.storage.max_batch == 7);
+  CHECK(cfg.log.level == "off");
+  CHECK_FALSE(cfg.log.access_log);
+  CHECK(cfg.actors.threads == 4);
+}
+
+TEST_CASE("bad configs name the key and the line", "[app][config]") {
+  CHECK(error_of("[server]\nport = 1\n") == "t.toml:2: server.port: unknown key");
+  CHECK(error_of("[nope]\n") == "t.toml:1: nope: unknown key");
+  CHECK(error_of("top = 1\n") == "t.toml:1: top: unknown key");
+  CHECK(error_of("[server]\n\nio_threads = \"two\"\n")
+        == "t.toml:3: server.io_threads: expected an integer, got a string");
+  CHECK(error_of("[server]\nio_threads = 0\n")
+        == "t.toml:2: server.io_threads: must be between 1 and 256, got 0");
+  CHECK(error_of("[server]\nlisten = \"localhost\"\n")
+        == "t.toml:2: server.listen: expected HOST:PORT, got \"localhost\"");
+  CHECK(error_of("[server]\nlisten = \"h:99999\"\n")
+        == "t.toml:2: server.listen: expected HOST:PORT with a port from 0 to 65535, got "
+           "\"h:99999\"");
+  CHECK(error_of("[log]\nlevel = \"loud\"\n")
+        == "t.toml:2: log.level: must be one of trace, debug, info, warn, error, critical, off, "
+           "got \"loud\"");
+  CHECK(error_of("[storage]\nsync_writes = 1\n")
+        == "t.toml:2: storage.sync_writes: expected a boolean, got an integer");
+  CHECK(error_of("server = 3\n") == "t.toml:1: server: expected a table, got an integer");
+  // TOML syntax errors carry their line too.
+  CHECK(error_of("[server]\nlisten = \n").rfind("t.toml:2:", 0) == 0);
+}
+
+TEST_CASE("listen addresses", "[app][config]") {
+  core::server_config s;
+  CHECK(app::parse_listen("0.0.0.0:0", s).empty());
+  CHECK(s.host == "0.0.0.0");
+  CHECK(s.port == 0);
+  CHECK_FALSE(app::parse_listen(":80", s).empty());
+  CHECK_FALSE(app::parse_listen("host:", s).empty());
+  CHECK_FALSE(app::parse_listen("host:8x", s).empty());
+  CHECK_FALSE(app::parse_listen("[::1]8080", s).empty());
+}

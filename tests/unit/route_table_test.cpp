@@ -1,0 +1,82 @@
+#include "http/errors.hpp"
+#include "http/route_table.hpp"
+
+#include <catch2/catch.hpp>
+
+using namespace tollgate;
+using http::route_table;
+
+TEST_CASE("route table matches literals and parameters", "[http][routes]") {
+  route_table t;
+  const auto list = t.add("GET", "/user/api-keys");
+  const auto put = t.add("PUT", "/user/api-keys/{key_id}");
+  const auto del = t.add("DELETE", "/user/api-keys/{key_id}");
+  const auto providers = t.add("GET", "/models/providers");
+  const auto model = t.add("GET", "/models/{id}");
+
+  auto m = t.match("GET", "/user/api-keys");
+  REQUIRE(m.kind == route_table::outcome::found);
+  CHECK(m.matched->id == list);
+
+  m = t.match("PUT", "/user/api-keys/42");
+  REQUIRE(m.kind == route_table::outcome::found);
+  CHECK(m.matched->id == put);
+  REQUIRE(m.params.size() == 1);
+  CHECK(m.params[0].first == "key_id");
+  CHECK(m.params[0].second == "42");
+
+  m = t.match("DELETE", "/user/api-keys/7");
+  REQUIRE(m.kind == route_table::outcome::found);
+  CHECK(m.matched->id == del);
+
+  SECTION("a literal segment beats a parameter") {
+    m = t.match("GET", "/models/providers");
+    REQUIRE(m.kind == route_table::outcome::found);
+    CHECK(m.matched->id == providers);
+    m = t.match("GET", "/models/gpt-4");
+    REQUIRE(m.kind == route_table::outcome::found);
+    CHECK(m.matched->id == model);
+  }
+  SECTION("wrong method lists the allowed ones") {
+    m = t.match("POST", "/user/api-keys/42");
+    REQUIRE(m.kind == route_table::outcome::method_not_allowed);
+    CHECK(m.allow == "PUT, DELETE");
+    m = t.match("DELETE", "/models/providers");
+    REQUIRE(m.kind == route_table::outcome::method_not_allowed);
+    CHECK(m.allow == "GET");
+  }
+  SECTION("unknown paths, empty segments and trailing slashes do not match") {
+    CHECK(t.match("GET", "/nope").kind == route_table::outcome::not_found);
+    CHECK(t.match("GET", "/user/api-keys/").kind == route_table::outcome::not_found);
+    CHECK(t.match("GET", "/user//api-keys").kind == route_table::outcome::not_found);
+    CHECK(t.match("GET", "/user/api-keys/1/2").kind == route_table::outcome::not_found);
+    CHECK(t.match("GET", "/").kind == route_table::outcome::not_found);
+    CHECK(t.match("GET", "").kind == route_table::outcome::not_found);
+  }
+}
+
+TEST_CASE("route table refuses malformed and duplicate patterns", "[http][routes]") {
+  route_table t;
+  t.add("GET", "/a/{id}");
+  CHECK_THROWS_AS(t.add("GET", "/a/{id}"), std::invalid_argument);
+  CHECK_THROWS_AS(t.add("GET", "no-slash"), std::invalid_argument);
+  CHECK_THROWS_AS(t.add("GET", "/a//b"), std::invalid_argument);
+  CHECK_THROWS_AS(t.add("GET", "/a/{}"), std::invalid_argument);
+  CHECK_THROWS_AS(t.add("GET", "/a/x{y}"), std::invalid_argument);
+}
+
+TEST_CASE("errc maps to one status each and error bodies have the reference shape",
+          "[http][errors]") {
+  CHECK(http::status_of(core::errc::bad_request) == 400);
+  CHECK(http::status_of(core::errc::unauthorized) == 401);
+  CHECK(http::status_of(core::errc::not_found) == 404);
+  CHECK(http::status_of(core::errc::method_not_allowed) == 405);
+  CHECK(http::status_of(core::errc::payload_too_large) == 413);
+  CHECK(http::status_of(core::errc::headers_too_large) == 431);
+  CHECK(http::status_of(core::errc::too_many_requests) == 429);
+  CHECK(http::status_of(core::errc::unavailable) == 503);
+  const auto body =
+    http::error_body(404, "no \"such\" thing", std::chrono::system_clock::time_point{});
+  CHECK(body
+        == R"({"detail":"no \"such\" thing","status_code":404,"timestamp":"1970-01-01T00:00:00Z"})");
+}
