@@ -138,7 +138,8 @@ bool gateway::shutdown() {
     s.server.reset();
     s.system.reset();  // waits for every actor to finish
   }
-  spdlog::info("shutdown: complete");
+  if (s.started)
+    spdlog::info("shutdown: complete");
   return ok;
 }
 

@@ -93,23 +93,25 @@ int main(int argc, char** argv) {
   int code = 0;
   {
     app::gateway gw{cfg};
+    bool started = false;
     try {
       gw.start();
+      started = true;
     } catch (const storage::open_error& e) {
       spdlog::critical("cannot start: {}", e.what());
-      spdlog::shutdown();
       std::cerr << "tollgate: cannot open the store: " << e.what() << '\n';
-      return exit_start_failed;
+      code = exit_start_failed;
     } catch (const std::exception& e) {
       spdlog::critical("cannot start: {}", e.what());
-      spdlog::shutdown();
       std::cerr << "tollgate: cannot start: " << e.what() << '\n';
-      return exit_start_failed;
+      code = exit_start_failed;
     }
-    int sig = 0;
-    sigwait(&signals, &sig);
-    spdlog::info("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-    if (!gw.shutdown())
+    if (started) {
+      int sig = 0;
+      sigwait(&signals, &sig);
+      spdlog::info("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    }
+    if (!gw.shutdown() && code == 0)
       code = 1;
   }
   spdlog::shutdown();
