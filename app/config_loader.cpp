@@ -153,6 +153,14 @@ const std::map<std::string, section_schema>& schema() {
         [](const place& p, core::config& c) {
           c.actors.threads = static_cast<unsigned>(get_int(p, 0, 256));
         }},
+       {"aggressive_poll_attempts",
+        [](const place& p, core::config& c) {
+          c.actors.aggressive_poll_attempts = static_cast<unsigned>(get_int(p, 0, 1'000'000));
+        }},
+       {"moderate_poll_attempts",
+        [](const place& p, core::config& c) {
+          c.actors.moderate_poll_attempts = static_cast<unsigned>(get_int(p, 0, 1'000'000));
+        }},
      }},
   };
   return s;

@@ -69,6 +69,14 @@ void gateway::start() {
   const unsigned hw = std::max(1U, std::thread::hardware_concurrency());
   s.caf_cfg->set("scheduler.max-threads",
                  static_cast<std::size_t>(s.cfg.actors.threads == 0 ? hw : s.cfg.actors.threads));
+  // CAF's idle workers poll with 50 us sleeps before they block on a
+  // condition variable; every request that finds a worker in that phase
+  // waits out a sleep. Blocking right after the spin phase halves /ping's
+  // latency (BENCHMARKS.md).
+  s.caf_cfg->set("work-stealing.aggressive-poll-attempts",
+                 static_cast<std::size_t>(s.cfg.actors.aggressive_poll_attempts));
+  s.caf_cfg->set("work-stealing.moderate-poll-attempts",
+                 static_cast<std::size_t>(s.cfg.actors.moderate_poll_attempts));
   s.system = std::make_unique<caf::actor_system>(*s.caf_cfg);
 
   s.storage = actors::spawn_storage_actor(

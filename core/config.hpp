@@ -49,6 +49,11 @@ struct log_config {
 
 struct actors_config {
   unsigned threads = 0;  ///< CAF scheduler threads; 0 = number of cores
+  /// Spins of an idle worker before it sleeps (CAF's default: 100).
+  unsigned aggressive_poll_attempts = 100;
+  /// Polls with 50 us sleeps after the spins (CAF's default: 500); 0 makes an
+  /// idle worker block at once and be woken by the next message.
+  unsigned moderate_poll_attempts = 0;
 };
 
 struct config {

@@ -59,6 +59,8 @@ level = "off"
 access_log = false
 [actors]
 threads = 4
+aggressive_poll_attempts = 5
+moderate_poll_attempts = 6
 )",
                                 "t.toml");
   CHECK(cfg.server.host == "::1");
@@ -79,6 +81,8 @@ threads = 4
   CHECK(cfg.log.level == "off");
   CHECK_FALSE(cfg.log.access_log);
   CHECK(cfg.actors.threads == 4);
+  CHECK(cfg.actors.aggressive_poll_attempts == 5);
+  CHECK(cfg.actors.moderate_poll_attempts == 6);
 }
 
 TEST_CASE("bad configs name the key and the line", "[app][config]") {
