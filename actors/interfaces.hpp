@@ -3,11 +3,15 @@
 // Message types, atoms and typed actor aliases of every actor in tollgate.
 // This header is included by the actors and by code that talks to them.
 
+#include "core/account.hpp"
 #include "core/api_message.hpp"
+#include "core/errc.hpp"
 #include "storage/store.hpp"
 
 #include <caf/atom.hpp>
 #include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/error.hpp>
+#include <caf/make_message.hpp>
 #include <caf/replies_to.hpp>
 #include <caf/typed_actor.hpp>
 
@@ -25,6 +29,33 @@ using scan_atom = caf::atom_constant<caf::atom("scan")>;
 using commit_atom = caf::atom_constant<caf::atom("commit")>;
 using flush_atom = caf::atom_constant<caf::atom("flush")>;
 using health_atom = caf::atom_constant<caf::atom("health")>;
+using auth_atom = caf::atom_constant<caf::atom("auth")>;
+using key_changed_atom = caf::atom_constant<caf::atom("key_chg")>;
+using user_changed_atom = caf::atom_constant<caf::atom("user_chg")>;
+using count_atom = caf::atom_constant<caf::atom("count")>;
+using lookup_atom = caf::atom_constant<caf::atom("lookup")>;
+using create_user_atom = caf::atom_constant<caf::atom("mk_user")>;
+using create_key_atom = caf::atom_constant<caf::atom("mk_key")>;
+using list_keys_atom = caf::atom_constant<caf::atom("ls_keys")>;
+using get_key_atom = caf::atom_constant<caf::atom("get_key")>;
+using update_key_atom = caf::atom_constant<caf::atom("upd_key")>;
+using revoke_key_atom = caf::atom_constant<caf::atom("rvk_key")>;
+using delete_key_atom = caf::atom_constant<caf::atom("del_key")>;
+using get_user_atom = caf::atom_constant<caf::atom("get_user")>;
+using list_users_atom = caf::atom_constant<caf::atom("ls_users")>;
+using set_role_atom = caf::atom_constant<caf::atom("set_role")>;
+using audit_atom = caf::atom_constant<caf::atom("audit")>;
+using bootstrap_atom = caf::atom_constant<caf::atom("bootstrap")>;
+using tick_atom = caf::atom_constant<caf::atom("tick")>;
+using idle_atom = caf::atom_constant<caf::atom("idle")>;
+using stop_atom = caf::atom_constant<caf::atom("stop")>;
+
+/// Errors that actors answer with: a core::errc plus a message for the
+/// client, in the "tollgate" category.
+caf::error make_error(core::errc code, std::string detail);
+/// The errc and detail of an error from make_error; other errors (timeouts,
+/// dead actors) map to unavailable with CAF's description.
+std::pair<core::errc, std::string> from_error(const caf::error& e);
 
 /// Outcome of a write: empty `error` means it is committed to the WAL.
 struct write_ack {
@@ -69,6 +100,173 @@ typename Inspector::result_type inspect(Inspector& f, storage_health& x) {
   return f(x.ok, x.detail, x.pending, x.schema);
 }
 
+/// What the key actor decided about a request's key.
+struct auth_decision {
+  core::errc code = core::errc::unauthorized;  ///< ok or unauthorized
+  std::string detail;
+  core::principal who;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, auth_decision& x) {
+  return f(x.code, x.detail, x.who);
+}
+
+/// A key record together with its owner, as the key directory needs it.
+struct key_lookup {
+  bool found = false;
+  core::key_record key;
+  core::user_record user;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, key_lookup& x) {
+  return f(x.found, x.key, x.user);
+}
+
+struct new_user {
+  std::string username;
+  std::string email;
+  std::string auth_method;
+  std::string env;
+  core::audit_context ctx;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, new_user& x) {
+  return f(x.username, x.email, x.auth_method, x.env, x.ctx);
+}
+
+struct new_key {
+  std::uint64_t user_id = 0;
+  std::string name;
+  std::string env;
+  core::scope_permissions scopes;
+  std::int64_t expires_at = 0;
+  core::audit_context ctx;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, new_key& x) {
+  return f(x.user_id, x.name, x.env, x.scopes, x.expires_at, x.ctx);
+}
+
+/// A created key: the only time the plaintext exists outside the client.
+struct created_key {
+  core::key_record key;
+  core::user_record user;
+  std::string plaintext;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, created_key& x) {
+  return f(x.key, x.user, x.plaintext);
+}
+
+/// Who asks about a key: an owner sees only their keys, an admin all.
+struct key_access {
+  std::uint64_t key_id = 0;
+  std::uint64_t requester = 0;
+  bool admin = false;
+  core::audit_context ctx;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, key_access& x) {
+  return f(x.key_id, x.requester, x.admin, x.ctx);
+}
+
+struct key_update {
+  key_access access;
+  bool set_name = false;
+  std::string name;
+  bool set_active = false;
+  bool active = true;
+  bool set_scopes = false;
+  core::scope_permissions scopes;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, key_update& x) {
+  return f(x.access, x.set_name, x.name, x.set_active, x.active, x.set_scopes, x.scopes);
+}
+
+struct page {
+  std::uint64_t offset = 0;
+  std::uint64_t limit = 100;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, page& x) {
+  return f(x.offset, x.limit);
+}
+
+struct key_list {
+  std::vector<core::key_record> keys;
+  std::uint64_t total = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, key_list& x) {
+  return f(x.keys, x.total);
+}
+
+struct user_list {
+  std::vector<core::user_record> users;
+  std::uint64_t total = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, user_list& x) {
+  return f(x.users, x.total);
+}
+
+struct role_change {
+  std::uint64_t user_id = 0;
+  std::string role;
+  std::string reason;
+  core::audit_context ctx;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, role_change& x) {
+  return f(x.user_id, x.role, x.reason, x.ctx);
+}
+
+struct role_changed {
+  core::user_record user;
+  std::string old_role;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, role_changed& x) {
+  return f(x.user, x.old_role);
+}
+
+struct audit_filter {
+  std::uint64_t user_id = 0;  ///< 0: any
+  std::string action;
+  std::string resource_type;
+  std::int64_t start = 0;     ///< 0: open
+  std::int64_t end = 0;       ///< 0: open
+  page range;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, audit_filter& x) {
+  return f(x.user_id, x.action, x.resource_type, x.start, x.end, x.range);
+}
+
+struct audit_page {
+  std::vector<core::audit_entry> entries;
+  std::uint64_t total = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, audit_page& x) {
+  return f(x.entries, x.total);
+}
+
 /// The storage actor: a detached actor that owns the RocksDB handle and
 /// group-commits writes (see storage_actor.hpp).
 using storage_actor = caf::typed_actor<
@@ -85,6 +283,41 @@ using storage_actor = caf::typed_actor<
 using router_actor = caf::typed_actor<
   caf::reacts_to<dispatch_atom, core::api_request, core::responder_ptr>,
   caf::replies_to<handle_atom, core::api_request>::with<core::api_response>>;
+
+/// Users, keys and the audit log: the source of truth for account data,
+/// written through to storage before any change is acknowledged.
+using accounts_actor = caf::typed_actor<
+  caf::replies_to<lookup_atom, std::string>::with<key_lookup>,
+  caf::replies_to<create_user_atom, new_user>::with<created_key>,
+  caf::replies_to<create_key_atom, new_key>::with<created_key>,
+  caf::replies_to<list_keys_atom, std::uint64_t, page>::with<key_list>,
+  caf::replies_to<get_key_atom, key_access>::with<core::key_record>,
+  caf::replies_to<update_key_atom, key_update>::with<core::key_record>,
+  caf::replies_to<revoke_key_atom, key_access>::with<core::key_record>,
+  caf::replies_to<delete_key_atom, key_access>::with<core::key_record>,
+  caf::replies_to<get_user_atom, std::uint64_t>::with<core::user_record>,
+  caf::replies_to<list_users_atom, std::string, page>::with<user_list>,
+  caf::replies_to<set_role_atom, role_change>::with<role_changed>,
+  caf::replies_to<audit_atom, audit_filter>::with<audit_page>,
+  caf::replies_to<bootstrap_atom, std::string>::with<std::string>>;
+
+/// One actor per live API key: answers the auth decision and (from the
+/// limits issue on) owns every counter of its key.
+using key_actor = caf::typed_actor<
+  caf::replies_to<auth_atom, std::string>::with<auth_decision>,
+  caf::reacts_to<key_changed_atom, core::key_record, bool>,
+  caf::reacts_to<user_changed_atom, core::user_record>,
+  caf::reacts_to<tick_atom>,
+  caf::reacts_to<stop_atom>>;
+
+/// Maps key hashes to key actors, spawning them on first use.
+using key_directory_actor = caf::typed_actor<
+  caf::reacts_to<lookup_atom, accounts_actor>,
+  caf::replies_to<auth_atom, std::string>::with<auth_decision>,
+  caf::reacts_to<key_changed_atom, core::key_record, bool>,
+  caf::reacts_to<user_changed_atom, core::user_record>,
+  caf::reacts_to<idle_atom, std::string>,
+  caf::replies_to<count_atom>::with<std::uint64_t>>;
 
 } // namespace tollgate::actors
 

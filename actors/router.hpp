@@ -21,6 +21,9 @@ namespace tollgate::actors {
 /// What route handlers may use: the actors they ask and the shared services.
 struct services {
   storage_actor storage;
+  accounts_actor accounts;
+  key_directory_actor directory;
+  bool allow_anonymous = false;
   metrics::registry* metrics = nullptr;
   const core::clock* clock = nullptr;
   std::chrono::steady_clock::time_point started;

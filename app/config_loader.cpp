@@ -80,6 +80,22 @@ std::chrono::milliseconds get_ms(const place& p, std::int64_t min, std::int64_t 
   return std::chrono::milliseconds{get_int(p, min, max)};
 }
 
+/// Credits as a TOML integer or float, to micro-credits; at most 6 decimals.
+std::int64_t get_credits(const place& p) {
+  if (const auto* i = p.node.as_integer()) {
+    if (i->get() < 0 || i->get() > 1'000'000'000)
+      p.fail("must be between 0 and 1000000000");
+    return i->get() * 1'000'000;
+  }
+  const auto* f = p.node.as_floating_point();
+  if (f == nullptr)
+    p.fail(std::string{"expected a number, got "} + type_name(p.node));
+  const double v = f->get();
+  if (!(v >= 0 && v <= 1e9))
+    p.fail("must be between 0 and 1000000000");
+  return static_cast<std::int64_t>(v * 1e6 + 0.5);
+}
+
 using setter = std::function<void(const place&, core::config&)>;
 using section_schema = std::map<std::string, setter>;
 
@@ -146,6 +162,26 @@ const std::map<std::string, section_schema>& schema() {
             get_choice(p, {"trace", "debug", "info", "warn", "error", "critical", "off"});
         }},
        {"access_log", [](const place& p, core::config& c) { c.log.access_log = get_bool(p); }},
+     }},
+    {"auth",
+     {
+       {"allow_anonymous",
+        [](const place& p, core::config& c) { c.auth.allow_anonymous = get_bool(p); }},
+       {"key_idle_timeout_ms",
+        [](const place& p, core::config& c) {
+          c.auth.key_idle_timeout = get_ms(p, 1, 86'400'000);
+        }},
+     }},
+    {"accounts",
+     {
+       {"initial_credits",
+        [](const place& p, core::config& c) {
+          c.accounts.initial_credits_micro = get_credits(p);
+        }},
+       {"max_keys_per_user",
+        [](const place& p, core::config& c) {
+          c.accounts.max_keys_per_user = static_cast<std::size_t>(get_int(p, 1, 100'000));
+        }},
      }},
     {"actors",
      {

@@ -1,7 +1,10 @@
 #include "app/gateway.hpp"
 
+#include "actors/accounts.hpp"
+#include "actors/key_directory.hpp"
 #include "actors/router.hpp"
 #include "actors/storage_actor.hpp"
+#include "app/config_loader.hpp"
 #include "http/routes.hpp"
 #include "http/server/dispatcher.hpp"
 #include "http/server/http_metrics.hpp"
@@ -17,6 +20,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cstdlib>
+#include <iostream>
 #include <thread>
 
 namespace tollgate::app {
@@ -30,11 +35,14 @@ struct gateway::impl {
   std::unique_ptr<caf::actor_system_config> caf_cfg;
   std::unique_ptr<caf::actor_system> system;
   actors::storage_actor storage;
+  actors::key_directory_actor directory;
+  actors::accounts_actor accounts;
   std::vector<actors::router_actor> routers;
   http::route_set routes;
   std::unique_ptr<http::http_metrics> http_metrics;
   std::unique_ptr<http::dispatcher> dispatch;
   std::unique_ptr<http::server> server;
+  std::string bootstrap_key;
   bool started = false;
   bool stopped = false;
 
@@ -64,6 +72,9 @@ void gateway::start() {
 
   auto db = std::shared_ptr<storage::store>(
     storage::store::open({s.cfg.storage.data_dir, s.cfg.storage.sync_writes}));
+  auto snapshot = actors::load_accounts(*db);
+  spdlog::info("loaded {} users, {} keys, {} audit entries", snapshot.users.size(),
+               snapshot.keys.size(), snapshot.audit.size());
 
   s.caf_cfg = std::make_unique<caf::actor_system_config>();
   const unsigned hw = std::max(1U, std::thread::hardware_concurrency());
@@ -82,9 +93,20 @@ void gateway::start() {
   s.storage = actors::spawn_storage_actor(
     *s.system, db, {s.cfg.storage.commit_delay, s.cfg.storage.max_batch}, s.registry);
 
+  s.directory = actors::spawn_key_directory(*s.system, s.clock, {s.cfg.auth.key_idle_timeout},
+                                            s.registry);
+  s.accounts = actors::spawn_accounts(
+    *s.system, std::move(snapshot), s.storage, s.directory, s.clock,
+    {s.cfg.accounts.initial_credits_micro, s.cfg.accounts.max_keys_per_user});
+  caf::anon_send(s.directory, actors::lookup_atom::value, s.accounts);
+  bootstrap_admin();
+
   s.routes = http::build_routes();
   actors::services svc;
   svc.storage = s.storage;
+  svc.accounts = s.accounts;
+  svc.directory = s.directory;
+  svc.allow_anonymous = s.cfg.auth.allow_anonymous;
   svc.metrics = &s.registry;
   svc.clock = &s.clock;
   svc.started = started;
@@ -103,6 +125,32 @@ void gateway::start() {
   s.server->start();
   spdlog::info("tollgate {} listening on http://{}:{} (data dir {})", core::version,
                s.cfg.server.host, s.server->port(), s.cfg.storage.data_dir);
+}
+
+void gateway::bootstrap_admin() {
+  auto& s = *impl_;
+  const char* env = std::getenv("TOLLGATE_ADMIN_KEY");
+  const std::string configured = env == nullptr ? "" : env;
+  caf::scoped_actor self{*s.system};
+  std::string generated;
+  std::string failure;
+  self->request(s.accounts, std::chrono::seconds{30}, actors::bootstrap_atom::value, configured)
+    .receive([&](std::string& plaintext) { generated = std::move(plaintext); },
+             [&](caf::error& e) { failure = actors::from_error(e).second; });
+  if (!failure.empty())
+    throw config_error(failure);
+  if (!generated.empty()) {
+    // Printed once, to the terminal only (never to the log): the store keeps
+    // just its hash, so this is the only time anyone can see it.
+    std::cerr << "\n  No users yet: created user 'admin' with this admin API key.\n"
+                 "  It is shown once and stored only as a hash; keep it somewhere safe:\n\n    "
+              << generated << "\n\n";
+    s.bootstrap_key = generated;
+  }
+}
+
+const std::string& gateway::bootstrap_key() const noexcept {
+  return impl_->bootstrap_key;
 }
 
 std::uint16_t gateway::port() const noexcept {
@@ -138,6 +186,12 @@ bool gateway::shutdown() {
     }
     for (auto& r : s.routers)
       caf::anon_send_exit(r, caf::exit_reason::user_shutdown);
+    if (s.accounts)
+      caf::anon_send_exit(s.accounts, caf::exit_reason::user_shutdown);
+    if (s.directory)
+      caf::anon_send_exit(s.directory, caf::exit_reason::user_shutdown);
+    s.accounts = nullptr;
+    s.directory = nullptr;
     if (s.storage)
       caf::anon_send_exit(s.storage, caf::exit_reason::user_shutdown);
     s.routers.clear();

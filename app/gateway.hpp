@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
 namespace tollgate::metrics {
 class registry;
@@ -35,7 +36,16 @@ public:
 
   metrics::registry& metrics() noexcept;
 
+  /// The admin key generated at this start (empty when none was): printed
+  /// once to stderr by start(); exposed for tests.
+  const std::string& bootstrap_key() const noexcept;
+
 private:
+  /// Creates the first admin: from TOLLGATE_ADMIN_KEY, or, on a store
+  /// without users, a generated key printed once. Throws config_error for a
+  /// malformed TOLLGATE_ADMIN_KEY.
+  void bootstrap_admin();
+
   struct impl;
   std::unique_ptr<impl> impl_;
 };

@@ -97,6 +97,9 @@ int main(int argc, char** argv) {
     try {
       gw.start();
       started = true;
+    } catch (const app::config_error& e) {
+      std::cerr << "tollgate: configuration error: " << e.what() << '\n';
+      code = exit_bad_config;
     } catch (const storage::open_error& e) {
       spdlog::critical("cannot start: {}", e.what());
       std::cerr << "tollgate: cannot open the store: " << e.what() << '\n';

@@ -56,11 +56,27 @@ struct actors_config {
   unsigned moderate_poll_attempts = 0;
 };
 
+struct auth_config {
+  /// Let requests without a key through as the shared `anonymous` identity
+  /// on routes that allow it (the token-tracking page); off by default.
+  bool allow_anonymous = false;
+  /// A key actor with no request for this long stops; 0 is not allowed.
+  std::chrono::milliseconds key_idle_timeout{300'000};
+};
+
+struct accounts_config {
+  /// Credits of a user created by POST /admin/create, in micro-credits.
+  std::int64_t initial_credits_micro = 10'000'000;
+  std::size_t max_keys_per_user = 100;
+};
+
 struct config {
   server_config server;
   storage_config storage;
   log_config log;
   actors_config actors;
+  auth_config auth;
+  accounts_config accounts;
 };
 
 } // namespace tollgate::core

@@ -10,6 +10,7 @@ std::string_view to_string(errc e) noexcept {
     case errc::forbidden: return "forbidden";
     case errc::not_found: return "not_found";
     case errc::method_not_allowed: return "method_not_allowed";
+    case errc::conflict: return "conflict";
     case errc::request_timeout: return "request_timeout";
     case errc::payload_too_large: return "payload_too_large";
     case errc::headers_too_large: return "headers_too_large";

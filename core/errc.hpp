@@ -14,6 +14,7 @@ enum class errc : std::uint8_t {
   forbidden,            ///< authenticated but not allowed
   not_found,            ///< unknown route or resource
   method_not_allowed,   ///< route exists, method does not
+  conflict,             ///< the resource's state forbids the change (taken name, revoked key)
   request_timeout,      ///< the client did not send a whole request in time
   payload_too_large,    ///< body over the configured limit
   headers_too_large,    ///< header block over the configured limit

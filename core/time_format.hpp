@@ -1,12 +1,22 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 
 namespace tollgate::core {
 
 /// Formats a UTC time as ISO-8601 with a `Z` suffix, second precision:
 /// `2024-01-01T00:00:00Z` (the gateway reference's timestamp shape).
 std::string iso8601(std::chrono::system_clock::time_point t);
+
+/// The same, from UTC epoch seconds.
+std::string iso8601(std::int64_t epoch_seconds);
+
+/// Parses `YYYY-MM-DD` (midnight UTC) or `YYYY-MM-DDTHH:MM:SS` with an
+/// optional fraction and `Z` or `+00:00`, to UTC epoch seconds.
+std::optional<std::int64_t> parse_iso8601(std::string_view text) noexcept;
 
 } // namespace tollgate::core

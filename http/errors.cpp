@@ -15,6 +15,7 @@ unsigned status_of(core::errc e) noexcept {
     case core::errc::forbidden: return 403;
     case core::errc::not_found: return 404;
     case core::errc::method_not_allowed: return 405;
+    case core::errc::conflict: return 409;
     case core::errc::request_timeout: return 408;
     case core::errc::payload_too_large: return 413;
     case core::errc::headers_too_large: return 431;
@@ -35,6 +36,7 @@ std::string_view reason_of(unsigned status) noexcept {
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
+    case 409: return "Conflict";
     case 413: return "Payload Too Large";
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";

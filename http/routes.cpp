@@ -1,5 +1,8 @@
 #include "http/routes.hpp"
 
+#include "http/api/admin.hpp"
+#include "http/api/auth.hpp"
+#include "http/api/keys.hpp"
 #include "http/api/public_routes.hpp"
 #include "http/errors.hpp"
 
@@ -22,6 +25,34 @@ route_set build_routes() {
   add("GET", "/health", api::health, false);
   add("GET", "/ping", api::ping, false);
   add("GET", "/metrics", api::metrics, false);
+
+  using api::access;
+  using api::authenticated;
+  const access keys{"keys"};
+  const access account{"account"};
+  const access admin{"admin", true};
+
+  // Keys and account (gateway reference).
+  add("POST", "/user/api-keys", authenticated(keys, api::create_own_key), true);
+  add("GET", "/user/api-keys", authenticated(keys, api::list_own_keys), true);
+  add("PUT", "/user/api-keys/{key_id}", authenticated(keys, api::update_own_key), true);
+  add("DELETE", "/user/api-keys/{key_id}", authenticated(keys, api::delete_own_key), true);
+  add("GET", "/user/balance", authenticated(account, api::balance), true);
+
+  // Admin: users, roles, audit (gateway reference).
+  add("POST", "/admin/create", authenticated(admin, api::admin_create_user), true);
+  add("GET", "/roles", authenticated(admin, api::list_roles), true);
+  add("GET", "/roles/{user_id}", authenticated(admin, api::get_role), true);
+  add("PUT", "/roles/{user_id}", authenticated(admin, api::set_role), true);
+  add("GET", "/admin/audit-logs", authenticated(admin, api::audit_logs), true);
+
+  // Admin key routes (scans API).
+  add("POST", "/api/v1/admin/api-keys", authenticated(admin, api::admin_create_key), true);
+  add("GET", "/api/v1/admin/api-keys", authenticated(admin, api::admin_list_keys), true);
+  add("GET", "/api/v1/admin/api-keys/{id}", authenticated(admin, api::admin_get_key), true);
+  add("POST", "/api/v1/admin/api-keys/{id}/revoke", authenticated(admin, api::admin_revoke_key),
+      true);
+  add("DELETE", "/api/v1/admin/api-keys/{id}", authenticated(admin, api::admin_delete_key), true);
 
   return {std::move(table), std::move(handlers)};
 }

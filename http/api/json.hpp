@@ -6,7 +6,9 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include <cstdint>
 #include <string>
+#include <vector>
 #include <string_view>
 
 namespace tollgate::http::api {
@@ -36,6 +38,24 @@ public:
   json_writer& field(std::string_view k, std::uint64_t v) {
     key(k);
     w_.Uint64(v);
+    return *this;
+  }
+  json_writer& field(std::string_view k, double v) {
+    key(k);
+    w_.Double(v);
+    return *this;
+  }
+  json_writer& null_field(std::string_view k) {
+    key(k);
+    w_.Null();
+    return *this;
+  }
+  json_writer& string_list(std::string_view k, const std::vector<std::string>& v) {
+    key(k);
+    w_.StartArray();
+    for (const auto& s : v)
+      str(s);
+    w_.EndArray();
     return *this;
   }
   json_writer& field(std::string_view k, bool v) {

@@ -1,0 +1,34 @@
+#pragma once
+
+#include "actors/interfaces.hpp"
+#include "core/clock.hpp"
+
+#include <chrono>
+
+namespace tollgate::metrics {
+class registry;
+}
+
+namespace tollgate::actors {
+
+struct key_directory_config {
+  /// A key actor with no request for this long flushes and stops; the next
+  /// request with its key spawns it again.
+  std::chrono::milliseconds idle_timeout{std::chrono::minutes{5}};
+};
+
+/// Spawns the key directory. It needs the accounts actor for lookups, which
+/// it gets with a `lookup_atom` message right after both are spawned.
+///
+/// Per key hash:
+///
+///   unknown ──auth──▶ looking up ──found──▶ live (key actor) ──idle──▶ unknown
+///                        │ not found: 401          ▲ key/user changes forwarded
+///
+/// A key actor that has been idle asks the directory to stop it; the
+/// directory forgets it first and then stops it, so no request is ever
+/// forwarded to a key actor that is going away.
+key_directory_actor spawn_key_directory(caf::actor_system& sys, const core::clock& clock,
+                                        key_directory_config cfg, metrics::registry& metrics);
+
+} // namespace tollgate::actors

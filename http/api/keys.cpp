@@ -1,0 +1,313 @@
+#include "http/api/keys.hpp"
+
+#include "core/api_key.hpp"
+#include "core/time_format.hpp"
+#include "http/api/common.hpp"
+#include "http/api/json.hpp"
+#include "http/api/parse.hpp"
+
+#include <caf/typed_event_based_actor.hpp>
+
+namespace tollgate::http::api {
+
+namespace {
+
+void write_scopes(json_writer& w, const core::scope_permissions& s) {
+  w.key("scope_permissions");
+  w->StartObject();
+  w.string_list("read", s.read);
+  w.string_list("write", s.write);
+  w->EndObject();
+}
+
+void write_time_or_null(json_writer& w, const char* k, std::int64_t t) {
+  if (t == 0)
+    w.null_field(k);
+  else
+    w.field(k, core::iso8601(t));
+}
+
+/// A key as listings show it: masked, never the hash in full.
+void write_key(json_writer& w, const core::key_record& k) {
+  w->StartObject();
+  w.field("id", k.id);
+  w.field("user_id", k.user_id);
+  w.field("key_name", k.name);
+  w.field("api_key", core::api_key::mask(core::api_key::prefix_of(k.env), k.last4));
+  w.field("api_key_hash", core::api_key::short_hash(k.hash));
+  w.field("environment_tag", k.env);
+  w.field("is_active", k.active && !k.revoked);
+  w.field("is_revoked", k.revoked);
+  write_scopes(w, k.scopes);
+  w.field("created_at", core::iso8601(k.created_at));
+  write_time_or_null(w, "expires_at", k.expires_at);
+  write_time_or_null(w, "revoked_at", k.revoked_at);
+  w->EndObject();
+}
+
+/// The answer to a key creation: the only response that carries the key.
+std::string created_body(const actors::created_key& ck) {
+  json_writer w;
+  w->StartObject();
+  w.field("success", true);
+  w.field("id", ck.key.id);
+  w.field("user_id", ck.key.user_id);
+  w.field("api_key", ck.plaintext);
+  w.field("api_key_hash", core::api_key::short_hash(ck.key.hash));
+  w.field("key_name", ck.key.name);
+  w.field("environment_tag", ck.key.env);
+  write_scopes(w, ck.key.scopes);
+  w.field("created_at", core::iso8601(ck.key.created_at));
+  write_time_or_null(w, "expires_at", ck.key.expires_at);
+  w->EndObject();
+  return w.take();
+}
+
+std::string message_body(const char* message) {
+  json_writer w;
+  w->StartObject();
+  w.field("success", true);
+  w.field("message", message);
+  w->EndObject();
+  return w.take();
+}
+
+std::int64_t now_seconds(const actors::services& svc) {
+  return std::chrono::duration_cast<std::chrono::seconds>(svc.clock->now().time_since_epoch())
+    .count();
+}
+
+void create_key(actors::router_pointer self, const actors::services& svc,
+                core::api_request& req, core::responder_ptr& out, const core::principal& who,
+                bool admin_route) {
+  auto body = parse_create_key(req.body, admin_route);
+  if (!body) {
+    respond_error(out, core::errc::bad_request, body.error);
+    return;
+  }
+  actors::new_key nk;
+  nk.user_id = body.value.user_id != 0 ? body.value.user_id : who.user_id;
+  nk.name = body.value.key_name;
+  nk.env = body.value.environment_tag;
+  nk.scopes = body.value.scopes;
+  if (body.value.expires_in_days > 0)
+    nk.expires_at = now_seconds(svc) + body.value.expires_in_days * 86400;
+  nk.ctx = audit_ctx(req, who);
+  self->request(svc.accounts, svc.ask_timeout, actors::create_key_atom::value, std::move(nk))
+    .then([out](actors::created_key& ck) mutable { respond_json(out, created_body(ck)); },
+          [out](caf::error& e) mutable { respond_error(out, e); });
+}
+
+void list_keys(actors::router_pointer self, const actors::services& svc, core::api_request& req,
+               core::responder_ptr& out, std::uint64_t user_id, bool with_query_user) {
+  auto q = parse_query(req.query);
+  if (!q) {
+    respond_error(out, core::errc::bad_request, q.error);
+    return;
+  }
+  auto pg = parse_page(q.value, 100, 1000);
+  if (!pg) {
+    respond_error(out, core::errc::bad_request, pg.error);
+    return;
+  }
+  if (with_query_user) {
+    if (auto it = q.value.find("user_id"); it != q.value.end()) {
+      auto id = parse_id(it->second, "user_id");
+      if (!id) {
+        respond_error(out, core::errc::bad_request, id.error);
+        return;
+      }
+      user_id = id.value;
+    }
+  }
+  const auto range = pg.value;
+  self
+    ->request(svc.accounts, svc.ask_timeout, actors::list_keys_atom::value, user_id,
+              actors::page{range.offset, range.limit})
+    .then(
+      [out, range](actors::key_list& list) mutable {
+        json_writer w;
+        w->StartObject();
+        w.field("success", true);
+        w.key("data");
+        w->StartArray();
+        for (const auto& k : list.keys)
+          write_key(w, k);
+        w->EndArray();
+        w.field("count", static_cast<std::uint64_t>(list.keys.size()));
+        w.field("total", list.total);
+        w.field("limit", range.limit);
+        w.field("offset", range.offset);
+        w->EndObject();
+        respond_json(out, w.take());
+      },
+      [out](caf::error& e) mutable { respond_error(out, e); });
+}
+
+/// Parses the key id path parameter (named `key_id` or `id`).
+bool key_access_of(core::api_request& req, core::responder_ptr& out, const core::principal& who,
+                   const char* param, actors::key_access& a) {
+  auto id = parse_id(req.param(param), param);
+  if (!id) {
+    respond_error(out, core::errc::bad_request, id.error);
+    return false;
+  }
+  a.key_id = id.value;
+  a.requester = who.user_id;
+  a.admin = false;
+  a.ctx = audit_ctx(req, who);
+  return true;
+}
+
+} // namespace
+
+void create_own_key(actors::router_pointer self, const actors::services& svc,
+                    core::api_request& req, core::responder_ptr& out,
+                    const core::principal& who) {
+  create_key(self, svc, req, out, who, false);
+}
+
+void list_own_keys(actors::router_pointer self, const actors::services& svc,
+                   core::api_request& req, core::responder_ptr& out,
+                   const core::principal& who) {
+  list_keys(self, svc, req, out, who.user_id, false);
+}
+
+void update_own_key(actors::router_pointer self, const actors::services& svc,
+                    core::api_request& req, core::responder_ptr& out,
+                    const core::principal& who) {
+  actors::key_update upd;
+  if (!key_access_of(req, out, who, "key_id", upd.access))
+    return;
+  auto body = parse_update_key(req.body);
+  if (!body) {
+    respond_error(out, core::errc::bad_request, body.error);
+    return;
+  }
+  if (body.value.key_name) {
+    upd.set_name = true;
+    upd.name = *body.value.key_name;
+  }
+  if (body.value.is_active) {
+    upd.set_active = true;
+    upd.active = *body.value.is_active;
+  }
+  if (body.value.scopes) {
+    upd.set_scopes = true;
+    upd.scopes = *body.value.scopes;
+  }
+  self->request(svc.accounts, svc.ask_timeout, actors::update_key_atom::value, std::move(upd))
+    .then(
+      [out](core::key_record& k) mutable {
+        json_writer w;
+        w->StartObject();
+        w.field("success", true);
+        w.field("message", "API key updated successfully");
+        w.key("data");
+        write_key(w, k);
+        w->EndObject();
+        respond_json(out, w.take());
+      },
+      [out](caf::error& e) mutable { respond_error(out, e); });
+}
+
+void delete_own_key(actors::router_pointer self, const actors::services& svc,
+                    core::api_request& req, core::responder_ptr& out,
+                    const core::principal& who) {
+  actors::key_access a;
+  if (!key_access_of(req, out, who, "key_id", a))
+    return;
+  self->request(svc.accounts, svc.ask_timeout, actors::delete_key_atom::value, std::move(a))
+    .then([out](core::key_record&) mutable {
+            respond_json(out, message_body("API key deleted successfully"));
+          },
+          [out](caf::error& e) mutable { respond_error(out, e); });
+}
+
+void balance(actors::router_pointer self, const actors::services& svc, core::api_request&,
+             core::responder_ptr& out, const core::principal& who) {
+  self->request(svc.accounts, svc.ask_timeout, actors::get_user_atom::value, who.user_id)
+    .then(
+      [out, who](core::user_record& u) mutable {
+        json_writer w;
+        w->StartObject();
+        w.field("api_key", core::api_key::mask(core::api_key::prefix_of(who.env), who.last4));
+        w.field("credits", credits(u.credits_micro));
+        w.field("status", "active");
+        w.field("user_id", u.id);
+        w.field("plan", u.plan);
+        w->EndObject();
+        respond_json(out, w.take());
+      },
+      [out](caf::error& e) mutable { respond_error(out, e); });
+}
+
+void admin_create_key(actors::router_pointer self, const actors::services& svc,
+                      core::api_request& req, core::responder_ptr& out,
+                      const core::principal& who) {
+  create_key(self, svc, req, out, who, true);
+}
+
+void admin_list_keys(actors::router_pointer self, const actors::services& svc,
+                     core::api_request& req, core::responder_ptr& out, const core::principal&) {
+  list_keys(self, svc, req, out, 0, true);
+}
+
+void admin_get_key(actors::router_pointer self, const actors::services& svc,
+                   core::api_request& req, core::responder_ptr& out,
+                   const core::principal& who) {
+  actors::key_access a;
+  if (!key_access_of(req, out, who, "id", a))
+    return;
+  a.admin = true;
+  self->request(svc.accounts, svc.ask_timeout, actors::get_key_atom::value, std::move(a))
+    .then(
+      [out](core::key_record& k) mutable {
+        json_writer w;
+        w->StartObject();
+        w.field("success", true);
+        w.key("data");
+        write_key(w, k);
+        w->EndObject();
+        respond_json(out, w.take());
+      },
+      [out](caf::error& e) mutable { respond_error(out, e); });
+}
+
+void admin_revoke_key(actors::router_pointer self, const actors::services& svc,
+                      core::api_request& req, core::responder_ptr& out,
+                      const core::principal& who) {
+  actors::key_access a;
+  if (!key_access_of(req, out, who, "id", a))
+    return;
+  a.admin = true;
+  self->request(svc.accounts, svc.ask_timeout, actors::revoke_key_atom::value, std::move(a))
+    .then(
+      [out](core::key_record& k) mutable {
+        json_writer w;
+        w->StartObject();
+        w.field("success", true);
+        w.field("message", "API key revoked successfully");
+        w.key("data");
+        write_key(w, k);
+        w->EndObject();
+        respond_json(out, w.take());
+      },
+      [out](caf::error& e) mutable { respond_error(out, e); });
+}
+
+void admin_delete_key(actors::router_pointer self, const actors::services& svc,
+                      core::api_request& req, core::responder_ptr& out,
+                      const core::principal& who) {
+  actors::key_access a;
+  if (!key_access_of(req, out, who, "id", a))
+    return;
+  a.admin = true;
+  self->request(svc.accounts, svc.ask_timeout, actors::delete_key_atom::value, std::move(a))
+    .then([out](core::key_record&) mutable {
+            respond_json(out, message_body("API key deleted successfully"));
+          },
+          [out](caf::error& e) mutable { respond_error(out, e); });
+}
+
+} // namespace tollgate::http::api

@@ -1,0 +1,359 @@
+#include "http/api/parse.hpp"
+
+#include "core/api_key.hpp"
+
+#include <simdjson.h>
+
+#include <charconv>
+#include <functional>
+
+namespace tollgate::http::api {
+
+namespace {
+
+constexpr std::size_t max_name = 100;
+constexpr std::size_t max_email = 254;
+
+int hex_value(char c) noexcept {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+bool decode_component(std::string_view in, std::string& out) {
+  out.clear();
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    const char c = in[i];
+    if (c == '+') {
+      out += ' ';
+    } else if (c == '%') {
+      if (i + 2 >= in.size())
+        return false;
+      const int hi = hex_value(in[i + 1]);
+      const int lo = hex_value(in[i + 2]);
+      if (hi < 0 || lo < 0)
+        return false;
+      out += static_cast<char>(hi * 16 + lo);
+      i += 2;
+    } else {
+      out += c;
+    }
+  }
+  return true;
+}
+
+bool printable(std::string_view s) noexcept {
+  for (const unsigned char c : s)
+    if (c < 0x20 || c == 0x7F)
+      return false;
+  return true;
+}
+
+/// The body as a JSON object, or the reason it is not one.
+struct json_body {
+  simdjson::dom::parser parser;
+  simdjson::dom::object object;
+  std::string error;
+
+  explicit json_body(std::string_view text) {
+    if (text.empty()) {
+      error = "request body must be a JSON object";
+      return;
+    }
+    simdjson::dom::element doc;
+    if (parser.parse(text.data(), text.size(), true).get(doc) != simdjson::SUCCESS) {
+      error = "request body is not valid JSON";
+      return;
+    }
+    if (doc.get(object) != simdjson::SUCCESS)
+      error = "request body must be a JSON object";
+  }
+};
+
+/// Walks the fields; `on` returns an error for a bad value, and unknown
+/// fields are errors too (a typo should not be silently ignored).
+std::string each_field(simdjson::dom::object obj,
+                       const std::function<std::string(std::string_view, simdjson::dom::element,
+                                                       bool&)>& on) {
+  for (auto field : obj) {
+    bool known = false;
+    auto err = on(field.key, field.value, known);
+    if (!err.empty())
+      return err;
+    if (!known)
+      return "unknown field '" + std::string{field.key} + "'";
+  }
+  return {};
+}
+
+std::string get_string(simdjson::dom::element v, std::string_view field, std::size_t max_len,
+                       bool allow_empty, std::string& out) {
+  std::string_view s;
+  if (v.get(s) != simdjson::SUCCESS)
+    return std::string{field} + " must be a string";
+  if (!allow_empty && s.empty())
+    return std::string{field} + " must not be empty";
+  if (s.size() > max_len)
+    return std::string{field} + " must be at most " + std::to_string(max_len) + " characters";
+  if (!printable(s))
+    return std::string{field} + " must not contain control characters";
+  out = std::string{s};
+  return {};
+}
+
+std::string get_env(simdjson::dom::element v, std::string& out) {
+  auto err = get_string(v, "environment_tag", 16, false, out);
+  if (!err.empty())
+    return err;
+  if (!core::api_key::valid_environment(out))
+    return "environment_tag must be one of live, test, staging, dev";
+  return {};
+}
+
+std::string get_group_list(simdjson::dom::element v, std::string_view field,
+                           std::vector<std::string>& out) {
+  simdjson::dom::array arr;
+  if (v.get(arr) != simdjson::SUCCESS)
+    return "scope_permissions." + std::string{field} + " must be an array of strings";
+  out.clear();
+  for (auto item : arr) {
+    std::string_view s;
+    if (item.get(s) != simdjson::SUCCESS)
+      return "scope_permissions." + std::string{field} + " must be an array of strings";
+    if (!core::valid_scope_group(s))
+      return "scope_permissions." + std::string{field} + ": unknown group '" + std::string{s}
+             + "' (known: " + core::scope_group_list() + ")";
+    if (out.size() >= 16)
+      return "scope_permissions." + std::string{field} + " lists too many groups";
+    out.emplace_back(s);
+  }
+  return {};
+}
+
+std::string get_scopes(simdjson::dom::element v, core::scope_permissions& out) {
+  simdjson::dom::object obj;
+  if (v.get(obj) != simdjson::SUCCESS)
+    return "scope_permissions must be an object with \"read\" and \"write\" arrays";
+  // A missing list grants nothing of that kind.
+  out.read.clear();
+  out.write.clear();
+  for (auto field : obj) {
+    std::string err;
+    if (field.key == "read")
+      err = get_group_list(field.value, "read", out.read);
+    else if (field.key == "write")
+      err = get_group_list(field.value, "write", out.write);
+    else
+      err = "scope_permissions: unknown field '" + std::string{field.key} + "'";
+    if (!err.empty())
+      return err;
+  }
+  return {};
+}
+
+} // namespace
+
+parsed<std::map<std::string, std::string>> parse_query(std::string_view query) {
+  parsed<std::map<std::string, std::string>> r;
+  while (!query.empty()) {
+    const auto amp = query.find('&');
+    const auto part = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    if (part.empty())
+      continue;
+    const auto eq = part.find('=');
+    std::string name;
+    std::string value;
+    if (!decode_component(part.substr(0, eq), name)
+        || (eq != std::string_view::npos && !decode_component(part.substr(eq + 1), value))) {
+      r.error = "malformed query string: bad percent escape";
+      return r;
+    }
+    r.value[name] = value;
+  }
+  return r;
+}
+
+parsed<std::uint64_t> parse_id(std::string_view text, std::string_view field) {
+  parsed<std::uint64_t> r;
+  std::uint64_t v = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (text.empty() || ec != std::errc{} || end != text.data() + text.size() || v == 0)
+    r.error = std::string{field} + " must be a positive integer";
+  else
+    r.value = v;
+  return r;
+}
+
+parsed<page_params> parse_page(const std::map<std::string, std::string>& q,
+                               std::uint64_t default_limit, std::uint64_t max_limit) {
+  parsed<page_params> r;
+  r.value.limit = default_limit;
+  if (auto it = q.find("limit"); it != q.end()) {
+    auto n = parse_id(it->second, "limit");
+    if (!n || n.value > max_limit) {
+      r.error = "limit must be an integer from 1 to " + std::to_string(max_limit);
+      return r;
+    }
+    r.value.limit = n.value;
+  }
+  if (auto it = q.find("offset"); it != q.end()) {
+    std::uint64_t v = 0;
+    const auto& s = it->second;
+    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (s.empty() || ec != std::errc{} || end != s.data() + s.size()) {
+      r.error = "offset must be a non-negative integer";
+      return r;
+    }
+    r.value.offset = v;
+  }
+  return r;
+}
+
+parsed<create_key_body> parse_create_key(std::string_view body, bool allow_user_id) {
+  parsed<create_key_body> r;
+  json_body j{body};
+  if (!j.error.empty()) {
+    r.error = j.error;
+    return r;
+  }
+  auto& v = r.value;
+  r.error = each_field(j.object, [&](std::string_view k, simdjson::dom::element e, bool& known)
+                                   -> std::string {
+    known = true;
+    if (k == "key_name")
+      return get_string(e, "key_name", max_name, false, v.key_name);
+    if (k == "environment_tag")
+      return get_env(e, v.environment_tag);
+    if (k == "scope_permissions")
+      return get_scopes(e, v.scopes);
+    if (k == "expires_in_days") {
+      std::int64_t days = 0;
+      if (e.get(days) != simdjson::SUCCESS || days < 1 || days > 3650)
+        return "expires_in_days must be an integer from 1 to 3650";
+      v.expires_in_days = days;
+      return {};
+    }
+    if (k == "user_id" && allow_user_id) {
+      std::uint64_t id = 0;
+      if (e.get(id) != simdjson::SUCCESS || id == 0)
+        return "user_id must be a positive integer";
+      v.user_id = id;
+      return {};
+    }
+    known = false;
+    return {};
+  });
+  return r;
+}
+
+parsed<update_key_body> parse_update_key(std::string_view body) {
+  parsed<update_key_body> r;
+  json_body j{body};
+  if (!j.error.empty()) {
+    r.error = j.error;
+    return r;
+  }
+  auto& v = r.value;
+  r.error = each_field(j.object, [&](std::string_view k, simdjson::dom::element e, bool& known)
+                                   -> std::string {
+    known = true;
+    if (k == "key_name") {
+      std::string name;
+      auto err = get_string(e, "key_name", max_name, false, name);
+      v.key_name = std::move(name);
+      return err;
+    }
+    if (k == "is_active") {
+      bool b = false;
+      if (e.get(b) != simdjson::SUCCESS)
+        return "is_active must be a boolean";
+      v.is_active = b;
+      return {};
+    }
+    if (k == "scope_permissions") {
+      core::scope_permissions s;
+      auto err = get_scopes(e, s);
+      v.scopes = std::move(s);
+      return err;
+    }
+    known = false;
+    return {};
+  });
+  if (r && !v.key_name && !v.is_active && !v.scopes)
+    r.error = "nothing to update: send key_name, is_active or scope_permissions";
+  return r;
+}
+
+parsed<create_user_body> parse_create_user(std::string_view body) {
+  parsed<create_user_body> r;
+  json_body j{body};
+  if (!j.error.empty()) {
+    r.error = j.error;
+    return r;
+  }
+  auto& v = r.value;
+  bool has_username = false;
+  bool has_email = false;
+  r.error = each_field(j.object, [&](std::string_view k, simdjson::dom::element e, bool& known)
+                                   -> std::string {
+    known = true;
+    if (k == "username") {
+      has_username = true;
+      return get_string(e, "username", max_name, false, v.username);
+    }
+    if (k == "email") {
+      has_email = true;
+      auto err = get_string(e, "email", max_email, false, v.email);
+      if (err.empty()
+          && (v.email.find('@') == std::string::npos || v.email.front() == '@'
+              || v.email.back() == '@' || v.email.find(' ') != std::string::npos))
+        err = "email must be an address like name@example.com";
+      return err;
+    }
+    if (k == "auth_method")
+      return get_string(e, "auth_method", 32, false, v.auth_method);
+    if (k == "environment_tag")
+      return get_env(e, v.environment_tag);
+    known = false;
+    return {};
+  });
+  if (r && !has_username)
+    r.error = "username is required";
+  else if (r && !has_email)
+    r.error = "email is required";
+  return r;
+}
+
+parsed<role_body> parse_role(std::string_view body) {
+  parsed<role_body> r;
+  json_body j{body};
+  if (!j.error.empty()) {
+    r.error = j.error;
+    return r;
+  }
+  auto& v = r.value;
+  r.error = each_field(j.object, [&](std::string_view k, simdjson::dom::element e, bool& known)
+                                   -> std::string {
+    known = true;
+    if (k == "role") {
+      auto err = get_string(e, "role", 16, false, v.role);
+      if (err.empty() && v.role != core::role_user && v.role != core::role_admin)
+        err = "role must be \"user\" or \"admin\"";
+      return err;
+    }
+    if (k == "reason")
+      return get_string(e, "reason", 500, true, v.reason);
+    known = false;
+    return {};
+  });
+  if (r && v.role.empty())
+    r.error = "role is required";
+  return r;
+}
+
+} // namespace tollgate::http::api
