@@ -119,7 +119,8 @@ void on_lookup(directory_pointer self, const std::string& hash, key_lookup& foun
       rp.deliver(refused("invalid API key"));
     return;
   }
-  auto actor = self->spawn([key = found.key, user = found.user, clock = st.clock,
+  // Linked: when the directory goes down (shutdown), its key actors go with it.
+  auto actor = self->spawn<caf::linked>([key = found.key, user = found.user, clock = st.clock,
                             dir = key_directory_actor{self}, idle = st.cfg.idle_timeout](
                              key_pointer k) mutable -> key_actor::behavior_type {
     k->state.key = std::move(key);

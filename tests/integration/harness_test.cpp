@@ -4,6 +4,7 @@
 // produce on demand.
 
 #include "actors/router.hpp"
+#include "http/api/auth.hpp"
 #include "http/api/public_routes.hpp"
 #include "http/errors.hpp"
 #include "http/route_table.hpp"
@@ -89,7 +90,7 @@ struct harness {
   std::unique_ptr<http::server> srv;
   actors::router_actor router;
 
-  explicit harness(std::chrono::milliseconds grace = 5s) {
+  explicit harness(std::chrono::milliseconds grace = 5s, bool allow_anonymous = false) {
     spdlog::set_level(spdlog::level::warn);
     the_gate = &g;
     auto handlers = std::make_shared<actors::handler_table>();
@@ -101,12 +102,25 @@ struct harness {
     });
     table->add("GET", "/health");
     handlers->routes.push_back(http::api::health);
+    // Keyless callers allowed here when auth.allow_anonymous is on...
+    const auto who_am_i = [](actors::router_pointer, const actors::services&, core::api_request&,
+                             core::responder_ptr& out, const core::principal& who) {
+      core::api_response r;
+      r.body = who.anonymous ? "anonymous" : "user " + std::to_string(who.user_id);
+      out->respond(std::move(r));
+    };
+    table->add("GET", "/anon-ok");
+    handlers->routes.push_back(http::api::authenticated({"usage", false, true}, who_am_i));
+    // ...but never here.
+    table->add("GET", "/keyed");
+    handlers->routes.push_back(http::api::authenticated({"usage", false, false}, who_am_i));
 
     actors::services svc;
     svc.storage = sys.spawn(failing_storage);
     svc.metrics = &reg;
     svc.clock = &core::system_clock::instance();
     svc.started = std::chrono::steady_clock::now();
+    svc.allow_anonymous = allow_anonymous;
     router = sys.spawn(actors::router_impl, std::shared_ptr<const actors::handler_table>{handlers},
                        svc);
     hm = std::make_unique<http::http_metrics>(reg, *table);
@@ -185,4 +199,21 @@ TEST_CASE("shutdown gives up on a stuck request after the grace period",
   const auto start = std::chrono::steady_clock::now();
   CHECK_FALSE(h.srv->drain(300ms));
   CHECK(std::chrono::steady_clock::now() - start >= 300ms);
+}
+
+TEST_CASE("keyless requests pass as anonymous only when switched on and allowed by the route",
+          "[integration][keys]") {
+  {
+    harness h;  // default: off
+    auto r = test::request(h.port(), "GET", "/anon-ok");
+    CHECK(r.status == 401);
+    CHECK(r.header("www-authenticate") == "Bearer realm=\"tollgate\"");
+  }
+  harness h{5s, true};
+  auto r = test::request(h.port(), "GET", "/anon-ok");
+  CHECK(r.status == 200);
+  CHECK(r.body == "anonymous");
+  CHECK(test::request(h.port(), "GET", "/keyed").status == 401);
+  // A presented key is never downgraded to anonymous: a bad one is refused.
+  CHECK(test::request(h.port(), "GET", "/anon-ok", "X-API-Key: gw_live_bad\r\n").status == 401);
 }
