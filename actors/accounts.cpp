@@ -29,6 +29,7 @@ struct accounts_state {
   std::unordered_map<std::string, std::uint64_t> user_by_name;
   std::map<std::uint64_t, core::key_record> keys;
   std::unordered_map<std::string, std::uint64_t> key_by_hash;
+  std::unordered_map<std::string, std::uint64_t> key_by_short_hash;
   std::vector<core::audit_entry> audit;
   std::uint64_t next_user = 1;
   std::uint64_t next_key = 1;
@@ -112,27 +113,37 @@ void add_sequences(const accounts_state& st, std::vector<storage::write_op>& ops
   ops.push_back(put_op(storage::column::meta, "seq/audit", std::to_string(st.next_audit)));
 }
 
-/// Writes ops in one batch; on commit runs `ok`, otherwise `undo` and then
-/// `failed` with a 503 error.
-template <class Ok, class Undo, class Failed>
-void persist(accounts_pointer self, std::vector<storage::write_op> ops, Ok ok, Undo undo,
-             Failed failed) {
+/// Writes ops in one batch. Mutations are serialised: `await` keeps every
+/// other message of this actor in the mailbox until the write is answered,
+/// so no change or lookup ever sees another change that is not committed,
+/// and `undo` restores exactly the state before this change.
+///
+///   committed  -> effects(), then ok()
+///   refused    -> undo(), then failed(503 "nothing was changed")
+///   no answer  -> effects() (the write may still land: keep memory, key
+///                 actors and RocksDB agreeing on the likelier outcome),
+///                 then failed(503 "may have been saved")
+template <class Effects, class Ok, class Undo, class Failed>
+void persist(accounts_pointer self, std::vector<storage::write_op> ops, Effects effects, Ok ok,
+             Undo undo, Failed failed) {
   add_sequences(self->state, ops);
   self->request(self->state.storage, write_timeout, write_atom::value, std::move(ops))
-    .then(
-      [ok, undo, failed](write_ack& ack) mutable {
+    .await(
+      [effects, ok, undo, failed](write_ack& ack) mutable {
         if (ack.ok()) {
+          effects();
           ok();
           return;
         }
-        spdlog::error("accounts: write failed: {}", ack.error);
+        spdlog::error("accounts: write refused: {}", ack.error);
         undo();
         failed(make_error(core::errc::unavailable, "storage is failing; nothing was changed"));
       },
-      [undo, failed](caf::error& e) mutable {
-        spdlog::error("accounts: write did not complete: {}", to_string(e));
-        undo();
-        failed(make_error(core::errc::unavailable, "storage is failing; nothing was changed"));
+      [effects, failed](caf::error& e) mutable {
+        spdlog::error("accounts: write not confirmed: {}", to_string(e));
+        effects();
+        failed(make_error(core::errc::unavailable,
+                          "storage did not confirm the change in time; it may have been saved"));
       });
 }
 
@@ -143,12 +154,12 @@ void persist_then_deliver(accounts_pointer self, std::vector<storage::write_op> 
                           std::function<void()> after_commit = {}) {
   persist(
     self, std::move(ops),
-    [rp, value, after_commit]() mutable {
+    [after_commit] {
       if (after_commit)
         after_commit();
-      rp.deliver(std::move(value));
     },
-    undo, [rp](caf::error e) mutable { rp.deliver(std::move(e)); });
+    [rp, value]() mutable { rp.deliver(std::move(value)); }, undo,
+    [rp](caf::error e) mutable { rp.deliver(std::move(e)); });
 }
 
 core::key_record make_key(accounts_pointer self, std::uint64_t user_id, std::string name,
@@ -172,11 +183,13 @@ core::key_record make_key(accounts_pointer self, std::uint64_t user_id, std::str
 void insert_key(accounts_state& st, const core::key_record& k) {
   st.keys[k.id] = k;
   st.key_by_hash[k.hash] = k.id;
+  st.key_by_short_hash[core::api_key::short_hash(k.hash)] = k.id;
 }
 
 void erase_key(accounts_state& st, const core::key_record& k) {
   st.keys.erase(k.id);
   st.key_by_hash.erase(k.hash);
+  st.key_by_short_hash.erase(core::api_key::short_hash(k.hash));
 }
 
 void insert_user(accounts_state& st, const core::user_record& u) {
@@ -192,7 +205,14 @@ void erase_user(accounts_state& st, const core::user_record& u) {
 /// The key if the requester may see it; otherwise nullptr (which callers
 /// turn into 404, so other users' keys do not even appear to exist).
 core::key_record* visible_key(accounts_state& st, const key_access& a) {
-  auto it = st.keys.find(a.key_id);
+  auto id = a.key_id;
+  if (id == 0) {
+    auto h = st.key_by_short_hash.find(a.short_hash);
+    if (h == st.key_by_short_hash.end())
+      return nullptr;
+    id = h->second;
+  }
+  auto it = st.keys.find(id);
   if (it == st.keys.end())
     return nullptr;
   if (!a.admin && it->second.user_id != a.requester)
@@ -200,8 +220,10 @@ core::key_record* visible_key(accounts_state& st, const key_access& a) {
   return &it->second;
 }
 
-caf::error key_not_found(std::uint64_t id) {
-  return make_error(core::errc::not_found, "API key " + std::to_string(id) + " not found");
+caf::error key_not_found(const key_access& a) {
+  return make_error(core::errc::not_found,
+                    "API key " + (a.key_id != 0 ? std::to_string(a.key_id) : a.short_hash)
+                      + " not found");
 }
 
 std::size_t keys_of(const accounts_state& st, std::uint64_t user_id) {
@@ -227,8 +249,15 @@ void create_user(accounts_pointer self, const new_user& req, const std::string& 
   u.credits_micro = role == core::role_admin ? 0 : st.cfg.initial_credits_micro;
   u.created_at = st.now();
   u.role_assigned_at = u.created_at;
-  if (plaintext.empty())
-    plaintext = core::api_key::generate(req.env);
+  if (plaintext.empty()) {
+    try {
+      plaintext = core::api_key::generate(req.env);
+    } catch (const std::exception& e) {
+      st.next_user--;
+      done(make_error(core::errc::unavailable, std::string{"cannot create a key: "} + e.what()));
+      return;
+    }
+  }
   auto k = make_key(self, u.id, "default", req.env, {}, 0, plaintext);
   insert_user(st, u);
   insert_key(st, k);
@@ -241,7 +270,7 @@ void create_user(accounts_pointer self, const new_user& req, const std::string& 
             details{}.str("key_name", k.name).str("environment_tag", k.env).take());
   const auto audits = st.audit.size();
   persist(
-    self, std::move(ops),
+    self, std::move(ops), [] {},
     [done, ck = created_key{k, u, plaintext}]() mutable { done(std::move(ck)); },
     [self, u, k, audits] {
       erase_user(self->state, u);
@@ -259,7 +288,10 @@ accounts_actor::behavior_type accounts_impl(accounts_pointer self) {
       auto it = st.key_by_hash.find(hash);
       if (it == st.key_by_hash.end())
         return r;
-      r.key = st.keys.at(it->second);
+      auto kit = st.keys.find(it->second);
+      if (kit == st.keys.end())
+        return r;
+      r.key = kit->second;
       auto u = st.users.find(r.key.user_id);
       if (u == st.users.end())
         return r;
@@ -287,7 +319,13 @@ accounts_actor::behavior_type accounts_impl(accounts_pointer self) {
         return make_error(core::errc::conflict, "this user already has the maximum of "
                                                   + std::to_string(st.cfg.max_keys_per_user)
                                                   + " keys; delete one first");
-      const auto plaintext = core::api_key::generate(req.env);
+      std::string plaintext;
+      try {
+        plaintext = core::api_key::generate(req.env);
+      } catch (const std::exception& e) {
+        return make_error(core::errc::unavailable,
+                          std::string{"cannot create a key: "} + e.what());
+      }
       auto k = make_key(self, req.user_id, req.name, req.env, req.scopes, req.expires_at,
                         plaintext);
       insert_key(st, k);
@@ -323,14 +361,14 @@ accounts_actor::behavior_type accounts_impl(accounts_pointer self) {
     [=](get_key_atom, const key_access& a) -> caf::result<core::key_record> {
       auto* k = visible_key(self->state, a);
       if (k == nullptr)
-        return key_not_found(a.key_id);
+        return key_not_found(a);
       return *k;
     },
     [=](update_key_atom, key_update& upd) -> caf::result<core::key_record> {
       auto& st = self->state;
       auto* k = visible_key(st, upd.access);
       if (k == nullptr)
-        return key_not_found(upd.access.key_id);
+        return key_not_found(upd.access);
       if (k->revoked)
         return make_error(core::errc::conflict, "a revoked key cannot be changed");
       const auto before = *k;
@@ -371,7 +409,7 @@ accounts_actor::behavior_type accounts_impl(accounts_pointer self) {
       auto& st = self->state;
       auto* k = visible_key(st, a);
       if (k == nullptr)
-        return key_not_found(a.key_id);
+        return key_not_found(a);
       if (k->revoked)
         return *k;  // revoking twice changes nothing
       const auto before = *k;
@@ -402,7 +440,7 @@ accounts_actor::behavior_type accounts_impl(accounts_pointer self) {
       auto& st = self->state;
       auto* k = visible_key(st, a);
       if (k == nullptr)
-        return key_not_found(a.key_id);
+        return key_not_found(a);
       const auto gone = *k;
       erase_key(st, gone);
       std::vector<storage::write_op> ops;

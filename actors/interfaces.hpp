@@ -165,7 +165,8 @@ typename Inspector::result_type inspect(Inspector& f, created_key& x) {
 
 /// Who asks about a key: an owner sees only their keys, an admin all.
 struct key_access {
-  std::uint64_t key_id = 0;
+  std::uint64_t key_id = 0;   ///< the key by id...
+  std::string short_hash;     ///< ...or by api_key_hash (16 hex), when key_id is 0
   std::uint64_t requester = 0;
   bool admin = false;
   core::audit_context ctx;
@@ -173,7 +174,7 @@ struct key_access {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, key_access& x) {
-  return f(x.key_id, x.requester, x.admin, x.ctx);
+  return f(x.key_id, x.short_hash, x.requester, x.admin, x.ctx);
 }
 
 struct key_update {

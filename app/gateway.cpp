@@ -196,9 +196,11 @@ bool gateway::shutdown() {
       caf::anon_send_exit(s.storage, caf::exit_reason::user_shutdown);
     s.routers.clear();
     s.storage = nullptr;
+    // Actors first: a router may still hold responders that post to the
+    // server's io_context, so that must outlive every actor.
+    s.system.reset();  // waits for every actor to finish
     s.dispatch.reset();
     s.server.reset();
-    s.system.reset();  // waits for every actor to finish
   }
   if (s.started)
     spdlog::info("shutdown: complete");

@@ -16,6 +16,17 @@ bool scope_permissions::allows(std::string_view group, bool write_access) const 
                      [&](const std::string& g) { return g == "*" || g == group; });
 }
 
+bool scope_permissions::covers(const scope_permissions& other) const noexcept {
+  const auto within = [](const std::vector<std::string>& have,
+                         const std::vector<std::string>& want) {
+    const bool all = std::find(have.begin(), have.end(), "*") != have.end();
+    return all || std::all_of(want.begin(), want.end(), [&](const std::string& g) {
+             return g != "*" && std::find(have.begin(), have.end(), g) != have.end();
+           });
+  };
+  return within(read, other.read) && within(write, other.write);
+}
+
 bool valid_scope_group(std::string_view group) noexcept {
   return group == "*" || std::find(groups.begin(), groups.end(), group) != groups.end();
 }

@@ -14,6 +14,9 @@ struct scope_permissions {
   std::vector<std::string> write{"*"};
 
   bool allows(std::string_view group, bool write_access) const noexcept;
+  /// True when `other` grants nothing this does not: a key may only hand
+  /// out what it has.
+  bool covers(const scope_permissions& other) const noexcept;
 };
 
 /// Known route groups (the names `scope_permissions` may list).

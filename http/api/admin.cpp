@@ -200,6 +200,9 @@ void audit_logs(actors::router_pointer self, const actors::services& svc, core::
                              "2024-01-01T00:00:00Z");
         return;
       }
+      // A date-only end_date includes that whole day.
+      if (name == "end_date" && value.size() == 10)
+        *t += 86399;
       (name == "start_date" ? f.start : f.end) = *t;
     } else if (name != "limit" && name != "offset") {
       respond_error(out, core::errc::bad_request, "unknown query parameter '" + name + "'");

@@ -4,6 +4,7 @@
 #include "http/api/common.hpp"
 
 #include <caf/typed_event_based_actor.hpp>
+#include <spdlog/spdlog.h>
 
 namespace tollgate::http::api {
 
@@ -92,7 +93,15 @@ actors::route_handler authenticated(access a, authed_handler h) {
             respond_error(out, core::errc::unauthorized, d.detail);
             return;
           }
-          authorise(a, self, svc, req, out, d.who, h);
+          // The router's own try/catch does not cover continuations; an
+          // escaping exception would take the router down.
+          try {
+            authorise(a, self, svc, req, out, d.who, h);
+          } catch (const std::exception& e) {
+            spdlog::error("request {}: handler for {} {} threw: {}", req.request_id, req.method,
+                          req.path, e.what());
+            respond_error(out, core::errc::internal, "Internal Server Error");
+          }
         },
         [out](caf::error& e) mutable { respond_error(out, e); });
   };

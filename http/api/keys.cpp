@@ -72,6 +72,17 @@ std::string message_body(const char* message) {
   return w.take();
 }
 
+/// Sixteen lower-case hex characters name a key by hash. An id that long
+/// (>= 10^15) is never issued, so the two forms cannot be confused.
+bool is_short_hash(std::string_view s) noexcept {
+  if (s.size() != 16)
+    return false;
+  for (const char c : s)
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+      return false;
+  return true;
+}
+
 std::int64_t now_seconds(const actors::services& svc) {
   return std::chrono::duration_cast<std::chrono::seconds>(svc.clock->now().time_since_epoch())
     .count();
@@ -89,7 +100,14 @@ void create_key(actors::router_pointer self, const actors::services& svc,
   nk.user_id = body.value.user_id != 0 ? body.value.user_id : who.user_id;
   nk.name = body.value.key_name;
   nk.env = body.value.environment_tag;
-  nk.scopes = body.value.scopes;
+  // A key hands out at most its own scopes (admins, on the admin route,
+  // may grant any).
+  nk.scopes = body.value.has_scopes ? body.value.scopes : who.scopes;
+  if (!admin_route && !who.scopes.covers(nk.scopes)) {
+    respond_error(out, core::errc::forbidden,
+                  "scope_permissions: a key cannot grant more than its own scopes");
+    return;
+  }
   if (body.value.expires_in_days > 0)
     nk.expires_at = now_seconds(svc) + body.value.expires_in_days * 86400;
   nk.ctx = audit_ctx(req, who);
@@ -144,15 +162,26 @@ void list_keys(actors::router_pointer self, const actors::services& svc, core::a
       [out](caf::error& e) mutable { respond_error(out, e); });
 }
 
-/// Parses the key id path parameter (named `key_id` or `id`).
+/// Parses the key path parameter: a numeric id, or on admin routes also an
+/// `api_key_hash` (16 lower-case hex characters, the token-tracking page's
+/// way of naming a key).
 bool key_access_of(core::api_request& req, core::responder_ptr& out, const core::principal& who,
                    const char* param, actors::key_access& a) {
-  auto id = parse_id(req.param(param), param);
-  if (!id) {
-    respond_error(out, core::errc::bad_request, id.error);
-    return false;
+  const auto text = req.param(param);
+  const bool admin_route = std::string_view{param} == "id";
+  if (admin_route && is_short_hash(text)) {
+    a.short_hash = std::string{text};
+  } else {
+    auto id = parse_id(text, param);
+    if (!id) {
+      respond_error(out, core::errc::bad_request,
+                    admin_route ? std::string{"id must be a positive integer or a 16-character "
+                                              "api_key_hash"}
+                                : id.error);
+      return false;
+    }
+    a.key_id = id.value;
   }
-  a.key_id = id.value;
   a.requester = who.user_id;
   a.admin = false;
   a.ctx = audit_ctx(req, who);
@@ -193,6 +222,11 @@ void update_own_key(actors::router_pointer self, const actors::services& svc,
     upd.active = *body.value.is_active;
   }
   if (body.value.scopes) {
+    if (!who.scopes.covers(*body.value.scopes)) {
+      respond_error(out, core::errc::forbidden,
+                    "scope_permissions: a key cannot grant more than its own scopes");
+      return;
+    }
     upd.set_scopes = true;
     upd.scopes = *body.value.scopes;
   }

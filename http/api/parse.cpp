@@ -229,8 +229,10 @@ parsed<create_key_body> parse_create_key(std::string_view body, bool allow_user_
       return get_string(e, "key_name", max_name, false, v.key_name);
     if (k == "environment_tag")
       return get_env(e, v.environment_tag);
-    if (k == "scope_permissions")
+    if (k == "scope_permissions") {
+      v.has_scopes = true;
       return get_scopes(e, v.scopes);
+    }
     if (k == "expires_in_days") {
       std::int64_t days = 0;
       if (e.get(days) != simdjson::SUCCESS || days < 1 || days > 3650)

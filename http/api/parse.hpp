@@ -42,6 +42,7 @@ struct create_key_body {
   std::string key_name = "API Key";
   std::string environment_tag = "live";
   core::scope_permissions scopes;
+  bool has_scopes = false;           ///< false: the new key gets the caller's scopes
   std::int64_t expires_in_days = 0;  ///< 0: never expires
 };
 

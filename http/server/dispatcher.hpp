@@ -4,6 +4,7 @@
 #include "core/api_message.hpp"
 
 #include <atomic>
+#include <chrono>
 #include <vector>
 
 namespace caf {
@@ -26,7 +27,10 @@ enum class bridge_mode {
 /// Never blocks: both bridges only enqueue messages.
 class dispatcher {
 public:
-  dispatcher(caf::actor_system& sys, std::vector<actors::router_actor> routers, bridge_mode mode);
+  /// `timeout` bounds how long a bridge actor waits for its router (the
+  /// responder bridge needs none: a dropped responder answers by itself).
+  dispatcher(caf::actor_system& sys, std::vector<actors::router_actor> routers, bridge_mode mode,
+             std::chrono::milliseconds timeout = std::chrono::seconds{60});
 
   void dispatch(core::api_request&& req, core::responder_ptr out);
 
@@ -34,6 +38,7 @@ private:
   caf::actor_system& sys_;
   std::vector<actors::router_actor> routers_;
   bridge_mode mode_;
+  std::chrono::milliseconds timeout_;
   std::atomic<std::size_t> next_{0};
 };
 

@@ -13,7 +13,8 @@ namespace net = boost::asio;
 
 listener::listener(net::io_context& ioc, const net::ip::tcp::endpoint& ep,
                    std::shared_ptr<server_context> ctx)
-  : ioc_(ioc), acceptor_(net::make_strand(ioc)), ctx_(std::move(ctx)) {
+  : ioc_(ioc), acceptor_(net::make_strand(ioc)), backoff_(acceptor_.get_executor()),
+    ctx_(std::move(ctx)) {
   acceptor_.open(ep.protocol());
   acceptor_.set_option(net::socket_base::reuse_address(true));
   acceptor_.bind(ep);
@@ -29,6 +30,7 @@ void listener::stop() {
   net::post(acceptor_.get_executor(), [self = shared_from_this()] {
     boost::system::error_code ec;
     self->acceptor_.close(ec);
+    self->backoff_.cancel();
   });
 }
 
@@ -44,9 +46,17 @@ void listener::on_accept(boost::system::error_code ec, net::ip::tcp::socket sock
   if (ec == net::error::operation_aborted || !acceptor_.is_open())
     return;
   if (ec) {
-    // Out of descriptors and the like: log, keep accepting.
-    spdlog::warn("accept failed: {}", ec.message());
-  } else if (ctx_->draining.load(std::memory_order_acquire)) {
+    // Out of descriptors and the like: accepting again at once would spin;
+    // wait a little for connections to close.
+    spdlog::warn("accept failed: {}; retrying in 100 ms", ec.message());
+    backoff_.expires_after(std::chrono::milliseconds{100});
+    backoff_.async_wait([self = shared_from_this()](boost::system::error_code e) {
+      if (!e)
+        self->do_accept();
+    });
+    return;
+  }
+  if (ctx_->draining.load(std::memory_order_acquire)) {
     boost::system::error_code ignored;
     socket.close(ignored);
   } else {

@@ -1,3 +1,5 @@
+#include "actors/accounts.hpp"
+#include "actors/key_directory.hpp"
 #include "actors/router.hpp"
 #include "actors/storage_actor.hpp"
 #include "metrics/registry.hpp"
@@ -164,4 +166,67 @@ TEST_CASE("router runs the handler of the route id and contains failures", "[act
     .receive([](const core::api_response& r) { CHECK(r.body == "echo /y "); },
              [](caf::error& e) { FAIL(to_string(e)); });
   caf::anon_send_exit(router, caf::exit_reason::user_shutdown);
+}
+
+namespace {
+
+actors::storage_actor::behavior_type refusing_storage() {
+  return {
+    [](actors::write_atom, std::vector<storage::write_op>&) {
+      return actors::write_ack{"disk full"};
+    },
+    [](actors::read_atom, std::uint8_t, const std::string&) { return actors::read_result{}; },
+    [](actors::scan_atom, std::uint8_t, const std::string&, std::uint32_t) {
+      return actors::scan_result{};
+    },
+    [](actors::health_atom) { return actors::storage_health{}; },
+    [](actors::flush_atom) { return actors::write_ack{}; },
+    [](actors::commit_atom) {},
+  };
+}
+
+} // namespace
+
+TEST_CASE("accounts undo a change that storage refused", "[actors][accounts]") {
+  actor_env env;
+  metrics::registry reg;
+  core::manual_clock clock;
+  actors::accounts_snapshot snap;
+  core::user_record u;
+  u.id = 1;
+  u.username = "alice";
+  snap.users.push_back(u);
+  snap.next_user = 2;
+  auto directory = actors::spawn_key_directory(env.sys, clock, {}, reg);
+  auto accounts = actors::spawn_accounts(env.sys, snap, env.sys.spawn(refusing_storage),
+                                         directory, clock, {});
+  caf::scoped_actor self{env.sys};
+  actors::new_key nk;
+  nk.user_id = 1;
+  nk.name = "k";
+  nk.env = "live";
+  self->request(accounts, 5s, actors::create_key_atom::value, nk)
+    .receive([](const actors::created_key&) { FAIL("the write was refused"); },
+             [](caf::error& e) {
+               auto [code, detail] = actors::from_error(e);
+               CHECK(code == core::errc::unavailable);
+               CHECK(detail == "storage is failing; nothing was changed");
+             });
+  self->request(accounts, 5s, actors::list_keys_atom::value, std::uint64_t{0}, actors::page{})
+    .receive([](const actors::key_list& l) { CHECK(l.total == 0); },
+             [](caf::error& e) { FAIL(to_string(e)); });
+  self->request(accounts, 5s, actors::audit_atom::value, actors::audit_filter{})
+    .receive([](const actors::audit_page& p) { CHECK(p.total == 0); },
+             [](caf::error& e) { FAIL(to_string(e)); });
+  actors::role_change rc;
+  rc.user_id = 1;
+  rc.role = "admin";
+  self->request(accounts, 5s, actors::set_role_atom::value, rc)
+    .receive([](const actors::role_changed&) { FAIL("the write was refused"); },
+             [](caf::error&) {});
+  self->request(accounts, 5s, actors::get_user_atom::value, std::uint64_t{1})
+    .receive([](const core::user_record& user) { CHECK(user.role == "user"); },
+             [](caf::error& e) { FAIL(to_string(e)); });
+  caf::anon_send_exit(accounts, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(directory, caf::exit_reason::user_shutdown);
 }

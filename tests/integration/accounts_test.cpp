@@ -299,6 +299,14 @@ TEST_CASE("revocation reaches the key at once and survives a restart", "[integra
   }
   instance g{dir.str("data")};
   CHECK(g.call("GET", "/user/balance", a.key).status == 401);
+  // Admin routes name a key by id or by its api_key_hash.
+  auto by_hash = g.call("GET",
+                        "/api/v1/admin/api-keys/"
+                          + core::api_key::short_hash(core::api_key::sha256_hex(a.key)),
+                        admin);
+  REQUIRE(by_hash.status == 200);
+  CHECK(json(by_hash)["data"]["id"].GetUint64() == a.key_id);
+  CHECK(g.call("GET", "/api/v1/admin/api-keys/0123456789abcdef", admin).status == 404);
   auto r = g.call("GET", "/api/v1/admin/api-keys/" + std::to_string(a.key_id), admin);
   REQUIRE(r.status == 200);
   CHECK(json(r)["data"]["is_revoked"].GetBool());
@@ -366,6 +374,22 @@ TEST_CASE("scope permissions are checked per route group", "[integration][keys]"
   CHECK(str(json(r)["detail"])
         == "this key's scope_permissions do not grant write access to 'keys'");
   CHECK(g.call("GET", "/user/balance", read_only).status == 403);
+
+  // A key cannot mint or widen to more than it has.
+  std::string writer;
+  create_key(g, a.key, R"({"scope_permissions":{"read":["keys"],"write":["keys"]}})", &writer);
+  auto wider = g.call("POST", "/user/api-keys", writer,
+                      R"({"scope_permissions":{"read":["*"],"write":["*"]}})");
+  CHECK(wider.status == 403);
+  auto inherited = g.call("POST", "/user/api-keys", writer, "{}");
+  REQUIRE(inherited.status == 200);
+  CHECK(json(inherited)["scope_permissions"]["read"].Size() == 1);
+  CHECK(str(json(inherited)["scope_permissions"]["read"][0]) == "keys");
+  const auto own_id = json(inherited)["id"].GetUint64();
+  CHECK(g.call("PUT", "/user/api-keys/" + std::to_string(own_id), writer,
+               R"({"scope_permissions":{"read":["admin"],"write":[]}})")
+          .status
+        == 403);
 }
 
 TEST_CASE("expired keys are refused (injected clock)", "[integration][keys]") {
@@ -446,7 +470,7 @@ TEST_CASE("every account route names the bad field with a 400", "[integration][k
     {"GET", "/admin/audit-logs?verbose=1", "", "unknown query parameter 'verbose'"},
     {"GET", "/admin/audit-logs?limit=5000", "", "limit"},
     {"POST", "/api/v1/admin/api-keys", R"({"user_id":"two"})", "user_id"},
-    {"GET", "/api/v1/admin/api-keys/zero", "", "id must be a positive integer"},
+    {"GET", "/api/v1/admin/api-keys/zero", "", "id must be a positive integer or a 16"},
     {"POST", "/api/v1/admin/api-keys/0/revoke", "", "id must be a positive integer"},
     {"GET", "/api/v1/admin/api-keys?user_id=0", "", "user_id"},
   };
@@ -504,6 +528,12 @@ TEST_CASE("the audit log records who did what, with filters and pages", "[integr
   CHECK(future["total"].GetUint64() == 0);
   auto past = json(g.call("GET", "/admin/audit-logs?end_date=2000-01-01T00:00:00Z", admin));
   CHECK(past["total"].GetUint64() == 0);
+  // A date-only end_date includes its whole day.
+  const auto today = str(all["data"][0]["timestamp"]).substr(0, 10);
+  auto one_day = json(g.call("GET",
+                             "/admin/audit-logs?start_date=" + today + "&end_date=" + today,
+                             admin));
+  CHECK(one_day["total"].GetUint64() == total);
 }
 
 TEST_CASE("no plaintext key is ever written to the data dir or the logs",

@@ -82,6 +82,18 @@ TEST_CASE("scope permissions check read and write per group", "[core][keys]") {
   CHECK(ro.allows("keys", false));
   CHECK_FALSE(ro.allows("keys", true));
   CHECK_FALSE(ro.allows("admin", false));
+  // covers: a key may only hand out what it has.
+  CHECK(all.covers(ro));
+  CHECK(all.covers(all));
+  CHECK_FALSE(ro.covers(all));
+  scope_permissions keys_read;
+  keys_read.read = {"keys"};
+  keys_read.write = {};
+  CHECK(ro.covers(keys_read));
+  scope_permissions admin_read;
+  admin_read.read = {"admin"};
+  admin_read.write = {};
+  CHECK_FALSE(ro.covers(admin_read));
   CHECK(valid_scope_group("*"));
   CHECK(valid_scope_group("admin"));
   CHECK_FALSE(valid_scope_group("everything"));
