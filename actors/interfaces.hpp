@@ -49,6 +49,8 @@ using bootstrap_atom = caf::atom_constant<caf::atom("bootstrap")>;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
 using idle_atom = caf::atom_constant<caf::atom("idle")>;
 using stop_atom = caf::atom_constant<caf::atom("stop")>;
+using usage_atom = caf::atom_constant<caf::atom("usage")>;
+using persist_atom = caf::atom_constant<caf::atom("persist")>;
 
 /// Errors that actors answer with: a core::errc plus a message for the
 /// client, in the "tollgate" category.
@@ -100,16 +102,89 @@ typename Inspector::result_type inspect(Inspector& f, storage_health& x) {
   return f(x.ok, x.detail, x.pending, x.schema);
 }
 
-/// What the key actor decided about a request's key.
+/// What a request asks of its key's limits.
+struct admission {
+  std::string method;
+  std::string route;   ///< route template
+  std::int64_t cost = 1;
+  bool meter = true;   ///< false: authenticate only
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, admission& x) {
+  return f(x.method, x.route, x.cost, x.meter);
+}
+
+struct policy_summary {
+  std::string name;
+  std::int64_t limit = 0;
+  std::int64_t window = 0;  ///< seconds
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, policy_summary& x) {
+  return f(x.name, x.limit, x.window);
+}
+
+/// The limits' verdict, as the headers and a 429 report it: the blocking
+/// policy when rejected, otherwise the most restrictive one.
+struct limit_report {
+  bool metered = false;
+  bool allowed = true;
+  std::string policy;
+  std::int64_t limit = 0;
+  std::int64_t remaining = 0;
+  std::int64_t reset = 0;        ///< UTC epoch seconds
+  std::int64_t window = 0;       ///< seconds
+  std::int64_t retry_after = 0;  ///< seconds, when rejected
+  std::vector<policy_summary> policies;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, limit_report& x) {
+  return f(x.metered, x.allowed, x.policy, x.limit, x.remaining, x.reset, x.window,
+           x.retry_after, x.policies);
+}
+
+/// What the key actor decided about a request's key and limits.
 struct auth_decision {
-  core::errc code = core::errc::unauthorized;  ///< ok or unauthorized
+  core::errc code = core::errc::unauthorized;  ///< ok, unauthorized or too_many_requests
   std::string detail;
   core::principal who;
+  limit_report limits;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, auth_decision& x) {
-  return f(x.code, x.detail, x.who);
+  return f(x.code, x.detail, x.who, x.limits);
+}
+
+/// One policy's state for the usage routes.
+struct policy_usage {
+  std::string name;
+  std::int64_t limit = 0;
+  std::int64_t used = 0;
+  std::int64_t remaining = 0;
+  std::int64_t reset = 0;   ///< UTC epoch seconds
+  std::int64_t window = 0;  ///< seconds
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, policy_usage& x) {
+  return f(x.name, x.limit, x.used, x.remaining, x.reset, x.window);
+}
+
+struct key_usage {
+  std::string key_hash;
+  std::uint64_t key_id = 0;
+  std::uint64_t user_id = 0;
+  std::uint64_t total_requests = 0;
+  std::vector<policy_usage> policies;  ///< requests and tokens
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, key_usage& x) {
+  return f(x.key_hash, x.key_id, x.user_id, x.total_requests, x.policies);
 }
 
 /// A key record together with its owner, as the key directory needs it.
@@ -305,7 +380,9 @@ using accounts_actor = caf::typed_actor<
 /// One actor per live API key: answers the auth decision and (from the
 /// limits issue on) owns every counter of its key.
 using key_actor = caf::typed_actor<
-  caf::replies_to<auth_atom, std::string>::with<auth_decision>,
+  caf::replies_to<auth_atom, std::string, admission>::with<auth_decision>,
+  caf::replies_to<usage_atom>::with<key_usage>,
+  caf::reacts_to<persist_atom>,
   caf::reacts_to<key_changed_atom, core::key_record, bool>,
   caf::reacts_to<user_changed_atom, core::user_record>,
   caf::reacts_to<tick_atom>,
@@ -314,7 +391,8 @@ using key_actor = caf::typed_actor<
 /// Maps key hashes to key actors, spawning them on first use.
 using key_directory_actor = caf::typed_actor<
   caf::reacts_to<lookup_atom, accounts_actor>,
-  caf::replies_to<auth_atom, std::string>::with<auth_decision>,
+  caf::replies_to<auth_atom, std::string, admission>::with<auth_decision>,
+  caf::replies_to<usage_atom, std::string>::with<key_usage>,
   caf::reacts_to<key_changed_atom, core::key_record, bool>,
   caf::reacts_to<user_changed_atom, core::user_record>,
   caf::reacts_to<idle_atom, std::string>,

@@ -1,6 +1,7 @@
 #include "actors/key_directory.hpp"
 
 #include "core/api_key.hpp"
+#include "core/limit_policies.hpp"
 #include "metrics/registry.hpp"
 
 #include <caf/actor_system.hpp>
@@ -9,11 +10,28 @@
 
 #include <spdlog/spdlog.h>
 
+#include <charconv>
+#include <map>
 #include <unordered_map>
 
 namespace tollgate::actors {
 
 namespace {
+
+std::int64_t to_epoch(core::time_point t) {
+  return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
+}
+
+/// Epoch seconds of a reset, rounded up so that a client never retries early.
+std::int64_t reset_epoch(core::time_point t) {
+  const auto us =
+    std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+  return (us + 999'999) / 1'000'000;
+}
+
+std::string usage_key(const std::string& hash) {
+  return "l/" + hash;
+}
 
 // ---- key actor ----------------------------------------------------------
 
@@ -22,18 +40,141 @@ struct key_state {
   core::user_record user;
   const core::clock* clock = nullptr;
   key_directory_actor directory;
-  std::chrono::milliseconds idle_timeout{};
+  key_directory_config cfg;
   std::chrono::steady_clock::time_point last_used;
   bool idle_reported = false;
+  // Every counter of the key, by policy name ("minute", "route:GET /x", ...).
+  std::map<std::string, core::limiter> limiters;
+  std::uint64_t total_requests = 0;
+  bool dirty = false;
+  bool persist_scheduled = false;
+  metrics::counter* rejected = nullptr;
 };
 
 using key_pointer = key_actor::stateful_pointer<key_state>;
 
+/// Re-derives the key-wide and token policies after a change of the user
+/// or key, keeping the counters of every policy that stays.
+void rebuild(key_state& st) {
+  if (!st.cfg.limits)
+    return;
+  std::map<std::string, core::limiter> next;
+  auto keep = [&](core::limit_policy p) {
+    auto it = st.limiters.find(p.name);
+    const auto state = it != st.limiters.end() ? it->second.state() : core::limiter_state{};
+    auto name = p.name;
+    next.emplace(std::move(name), core::limiter{std::move(p), state});
+  };
+  for (auto& p : core::key_policies(*st.cfg.limits, st.user))
+    keep(std::move(p));
+  for (auto& p : core::token_policies(*st.cfg.limits, st.key))
+    keep(std::move(p));
+  for (auto& [name, l] : st.limiters)
+    if (name.rfind("route:", 0) == 0)
+      next.emplace(name, l);
+  st.limiters = std::move(next);
+}
+
+void schedule_persist(key_pointer self) {
+  auto& st = self->state;
+  st.dirty = true;
+  if (st.persist_scheduled || !st.cfg.storage)
+    return;
+  st.persist_scheduled = true;
+  self->delayed_send(self, st.cfg.limits ? st.cfg.limits->flush_interval
+                                         : std::chrono::milliseconds{1000},
+                     persist_atom::value);
+}
+
+void persist(key_pointer self) {
+  auto& st = self->state;
+  st.persist_scheduled = false;
+  if (!st.dirty || !st.cfg.storage)
+    return;
+  st.dirty = false;
+  std::vector<std::pair<std::string, core::limiter_state>> counters;
+  for (const auto& [name, l] : st.limiters)
+    counters.emplace_back(name, l.state());
+  std::vector<storage::write_op> ops{
+    {static_cast<std::uint8_t>(storage::column::usage), usage_key(st.key.hash),
+     encode_counters(counters, st.total_requests), false}};
+  self->request(st.cfg.storage, std::chrono::seconds{10}, write_atom::value, std::move(ops))
+    .then(
+      [](write_ack& ack) {
+        if (!ack.ok())
+          spdlog::error("key actor: counters not saved: {}", ack.error);
+      },
+      [](caf::error& e) { spdlog::error("key actor: counters not saved: {}", to_string(e)); });
+}
+
+limit_report admit(key_pointer self, const admission& a) {
+  auto& st = self->state;
+  limit_report r;
+  if (!a.meter || !st.cfg.limits || !st.cfg.limits->enabled)
+    return r;
+  const auto now = st.clock->now();
+  std::vector<core::limiter*> applied;
+  for (const char* name : {"minute", "hour", "day"})
+    if (auto it = st.limiters.find(name); it != st.limiters.end())
+      applied.push_back(&it->second);
+  if (auto route = core::route_policy(*st.cfg.limits, a.method, a.route)) {
+    auto name = "route:" + a.method + " " + a.route;
+    auto it = st.limiters.find(name);
+    if (it == st.limiters.end())
+      it = st.limiters.emplace(name, core::limiter{std::move(*route)}).first;
+    applied.push_back(&it->second);
+  }
+  if (applied.empty())
+    return r;
+  const auto d = core::admit(applied, now, a.cost);
+  r.metered = true;
+  r.allowed = d.allowed;
+  r.policy = d.policy;
+  r.limit = d.limit;
+  r.remaining = d.remaining;
+  r.reset = reset_epoch(d.reset);
+  r.window = d.window.count();
+  r.retry_after = d.retry_after.count();
+  for (auto* l : applied) {
+    const auto& p = l->policy();
+    const auto [start, end] = core::window_bounds(p, now);
+    r.policies.push_back(
+      {p.name, p.limit, std::chrono::duration_cast<std::chrono::seconds>(end - start).count()});
+  }
+  if (d.allowed) {
+    ++st.total_requests;
+    schedule_persist(self);
+  }
+  return r;
+}
+
+key_usage usage_of(const key_state& st) {
+  key_usage u;
+  u.key_hash = st.key.hash;
+  u.key_id = st.key.id;
+  u.user_id = st.key.user_id;
+  u.total_requests = st.total_requests;
+  const auto now = st.clock->now();
+  for (const auto& [name, l] : st.limiters) {
+    const auto d = l.check(now, 0);
+    const auto [start, end] = core::window_bounds(l.policy(), now);
+    policy_usage p;
+    p.name = name;
+    p.limit = l.policy().limit;
+    p.used = l.used(now);
+    p.remaining = std::max<std::int64_t>(0, p.limit - p.used);
+    p.reset = reset_epoch(d.reset);
+    p.window = std::chrono::duration_cast<std::chrono::seconds>(end - start).count();
+    u.policies.push_back(std::move(p));
+  }
+  return u;
+}
+
 key_actor::behavior_type key_impl(key_pointer self) {
   self->state.last_used = std::chrono::steady_clock::now();
-  self->delayed_send(self, self->state.idle_timeout, tick_atom::value);
+  self->delayed_send(self, self->state.cfg.idle_timeout, tick_atom::value);
   return {
-    [=](auth_atom, const std::string& hash) -> auth_decision {
+    [=](auth_atom, const std::string& hash, const admission& a) -> auth_decision {
       auto& st = self->state;
       st.last_used = std::chrono::steady_clock::now();
       auth_decision d;
@@ -41,13 +182,9 @@ key_actor::behavior_type key_impl(key_pointer self) {
         d.detail = "invalid API key";
         return d;
       }
-      const auto now = std::chrono::duration_cast<std::chrono::seconds>(
-                         st.clock->now().time_since_epoch())
-                         .count();
-      d.detail = core::key_refusal(st.key, now);
+      d.detail = core::key_refusal(st.key, to_epoch(st.clock->now()));
       if (!d.detail.empty())
         return d;
-      d.code = core::errc::ok;
       d.who.user_id = st.key.user_id;
       d.who.key_id = st.key.id;
       d.who.role = st.user.role;
@@ -55,8 +192,12 @@ key_actor::behavior_type key_impl(key_pointer self) {
       d.who.env = st.key.env;
       d.who.last4 = st.key.last4;
       d.who.scopes = st.key.scopes;
+      d.limits = admit(self, a);
+      d.code = d.limits.allowed ? core::errc::ok : core::errc::too_many_requests;
       return d;
     },
+    [=](usage_atom) -> key_usage { return usage_of(self->state); },
+    [=](persist_atom) { persist(self); },
     [=](key_changed_atom, core::key_record& key, bool deleted) {
       if (deleted) {
         // A deleted key answers "invalid" until the directory stops us.
@@ -67,21 +208,29 @@ key_actor::behavior_type key_impl(key_pointer self) {
         return;
       }
       self->state.key = std::move(key);
+      rebuild(self->state);
     },
-    [=](user_changed_atom, core::user_record& user) { self->state.user = std::move(user); },
+    [=](user_changed_atom, core::user_record& user) {
+      self->state.user = std::move(user);
+      rebuild(self->state);
+    },
     [=](tick_atom) {
       auto& st = self->state;
       if (st.idle_reported)
         return;
       const auto idle = std::chrono::steady_clock::now() - st.last_used;
-      if (idle >= st.idle_timeout) {
+      if (idle >= st.cfg.idle_timeout) {
         st.idle_reported = true;
+        persist(self);
         self->send(st.directory, idle_atom::value, st.key.hash);
         return;
       }
-      self->delayed_send(self, st.idle_timeout - idle, tick_atom::value);
+      self->delayed_send(self, st.cfg.idle_timeout - idle, tick_atom::value);
     },
-    [=](stop_atom) { self->quit(); },
+    [=](stop_atom) {
+      persist(self);
+      self->quit();
+    },
   };
 }
 
@@ -92,12 +241,15 @@ struct directory_state {
     key_actor actor;
     std::uint64_t user_id = 0;
   };
+  struct waiting {
+    caf::typed_response_promise<auth_decision> rp;
+    admission a;
+  };
   accounts_actor accounts;
   const core::clock* clock = nullptr;
   key_directory_config cfg;
   std::unordered_map<std::string, entry> live;
-  std::unordered_map<std::string, std::vector<caf::typed_response_promise<auth_decision>>>
-    pending;
+  std::unordered_map<std::string, std::vector<waiting>> pending;
   metrics::gauge* live_gauge = nullptr;
   metrics::counter* spawned = nullptr;
 };
@@ -110,55 +262,115 @@ auth_decision refused(std::string detail) {
   return d;
 }
 
-void on_lookup(directory_pointer self, const std::string& hash, key_lookup& found) {
+void fail_pending(directory_pointer self, const std::string& hash, const caf::error& e) {
+  auto waiting = std::move(self->state.pending[hash]);
+  self->state.pending.erase(hash);
+  for (auto& w : waiting)
+    w.rp.deliver(e);
+}
+
+void spawn_key(directory_pointer self, const std::string& hash, key_lookup& found,
+               const std::string& stored_counters) {
   auto& st = self->state;
   auto waiting = std::move(st.pending[hash]);
   st.pending.erase(hash);
-  if (!found.found) {
-    for (auto& rp : waiting)
-      rp.deliver(refused("invalid API key"));
-    return;
-  }
+  std::vector<std::pair<std::string, core::limiter_state>> counters;
+  std::uint64_t total = 0;
+  if (!stored_counters.empty() && !decode_counters(stored_counters, counters, total))
+    spdlog::error("key directory: stored counters of a key do not decode; starting fresh");
   // Linked: when the directory goes down (shutdown), its key actors go with it.
-  auto actor = self->spawn<caf::linked>([key = found.key, user = found.user, clock = st.clock,
-                            dir = key_directory_actor{self}, idle = st.cfg.idle_timeout](
-                             key_pointer k) mutable -> key_actor::behavior_type {
-    k->state.key = std::move(key);
-    k->state.user = std::move(user);
-    k->state.clock = clock;
-    k->state.directory = std::move(dir);
-    k->state.idle_timeout = idle;
-    return key_impl(k);
-  });
+  auto actor = self->spawn<caf::linked>(
+    [key = found.key, user = found.user, clock = st.clock, dir = key_directory_actor{self},
+     cfg = st.cfg, counters = std::move(counters),
+     total](key_pointer k) mutable -> key_actor::behavior_type {
+      auto& ks = k->state;
+      ks.key = std::move(key);
+      ks.user = std::move(user);
+      ks.clock = clock;
+      ks.directory = std::move(dir);
+      ks.cfg = std::move(cfg);
+      ks.total_requests = total;
+      // Restore stored counters first; rebuild() then attaches the current
+      // policies to them (a restart never hands out a fresh window).
+      for (auto& [name, state] : counters) {
+        core::limit_policy placeholder;
+        placeholder.name = name;
+        if (name.rfind("route:", 0) == 0 && ks.cfg.limits) {
+          const auto rest = name.substr(6);
+          const auto sp = rest.find(' ');
+          if (sp == std::string::npos)
+            continue;
+          auto p = core::route_policy(*ks.cfg.limits, rest.substr(0, sp), rest.substr(sp + 1));
+          if (!p)
+            continue;  // the route lost its limit
+          placeholder = std::move(*p);
+        }
+        ks.limiters.emplace(name, core::limiter{std::move(placeholder), state});
+      }
+      rebuild(ks);
+      return key_impl(k);
+    });
   st.live[hash] = {actor, found.key.user_id};
   st.live_gauge->set(static_cast<std::int64_t>(st.live.size()));
   st.spawned->inc();
-  for (auto& rp : waiting)
-    rp.delegate(actor, auth_atom::value, hash);
+  for (auto& w : waiting)
+    w.rp.delegate(actor, auth_atom::value, hash, std::move(w.a));
+}
+
+void on_lookup(directory_pointer self, const std::string& hash, key_lookup& found) {
+  auto& st = self->state;
+  if (!found.found) {
+    auto waiting = std::move(st.pending[hash]);
+    st.pending.erase(hash);
+    for (auto& w : waiting)
+      w.rp.deliver(refused("invalid API key"));
+    return;
+  }
+  if (!st.cfg.storage) {
+    spawn_key(self, hash, found, {});
+    return;
+  }
+  // The counters come from storage so that a restart or an idle stop never
+  // hands out a fresh window.
+  self
+    ->request(st.cfg.storage, std::chrono::seconds{10}, read_atom::value,
+              static_cast<std::uint8_t>(storage::column::usage), usage_key(hash))
+    .then(
+      [self, hash, found](read_result& r) mutable {
+        if (!r.error.empty()) {
+          fail_pending(self, hash,
+                       make_error(core::errc::unavailable, "cannot read the key's counters"));
+          return;
+        }
+        spawn_key(self, hash, found, r.found ? r.value : std::string{});
+      },
+      [self, hash](caf::error& e) { fail_pending(self, hash, e); });
 }
 
 key_directory_actor::behavior_type directory_impl(directory_pointer self) {
   return {
     [=](lookup_atom, accounts_actor& accounts) { self->state.accounts = std::move(accounts); },
-    [=](auth_atom, const std::string& hash) -> caf::result<auth_decision> {
+    [=](auth_atom, const std::string& hash, admission& a) -> caf::result<auth_decision> {
       auto& st = self->state;
       if (auto it = st.live.find(hash); it != st.live.end())
-        return self->delegate(it->second.actor, auth_atom::value, hash);
+        return self->delegate(it->second.actor, auth_atom::value, hash, std::move(a));
       auto rp = self->make_response_promise<auth_decision>();
       auto& queue = st.pending[hash];
-      queue.push_back(rp);
+      queue.push_back({rp, std::move(a)});
       if (queue.size() > 1)
         return rp;  // a lookup for this key is already under way
       self->request(st.accounts, std::chrono::seconds{10}, lookup_atom::value, hash)
         .then([self, hash](key_lookup& found) { on_lookup(self, hash, found); },
               [self, hash](caf::error& e) {
                 spdlog::error("key directory: lookup failed: {}", to_string(e));
-                auto waiting = std::move(self->state.pending[hash]);
-                self->state.pending.erase(hash);
-                for (auto& p : waiting)
-                  p.deliver(e);
+                fail_pending(self, hash, e);
               });
       return rp;
+    },
+    [=](usage_atom, const std::string& hash) -> caf::result<key_usage> {
+      if (auto it = self->state.live.find(hash); it != self->state.live.end())
+        return self->delegate(it->second.actor, usage_atom::value);
+      return make_error(core::errc::unavailable, "the key is not active right now; try again");
     },
     [=](key_changed_atom, const core::key_record& key, bool deleted) {
       if (auto it = self->state.live.find(key.hash); it != self->state.live.end())
@@ -186,12 +398,59 @@ key_directory_actor::behavior_type directory_impl(directory_pointer self) {
 
 } // namespace
 
+std::string encode_counters(const std::vector<std::pair<std::string, core::limiter_state>>& c,
+                            std::uint64_t total_requests) {
+  std::string out = "v1\ttotal\t" + std::to_string(total_requests) + "\n";
+  for (const auto& [name, s] : c) {
+    out += name;
+    out += '\t' + std::to_string(s.window_start) + '\t' + std::to_string(s.count) + '\t'
+           + std::to_string(s.previous) + '\t' + std::to_string(s.tat_us) + '\n';
+  }
+  return out;
+}
+
+bool decode_counters(std::string_view text,
+                     std::vector<std::pair<std::string, core::limiter_state>>& out,
+                     std::uint64_t& total_requests) {
+  const auto num = [](std::string_view s, auto& v) {
+    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    return ec == std::errc{} && end == s.data() + s.size();
+  };
+  bool first = true;
+  while (!text.empty()) {
+    const auto nl = text.find('\n');
+    const auto line = text.substr(0, nl);
+    text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
+    std::vector<std::string_view> f;
+    std::size_t pos = 0;
+    while (true) {
+      const auto tab = line.find('\t', pos);
+      f.push_back(line.substr(pos, tab == std::string_view::npos ? line.npos : tab - pos));
+      if (tab == std::string_view::npos)
+        break;
+      pos = tab + 1;
+    }
+    if (first) {
+      if (f.size() != 3 || f[0] != "v1" || f[1] != "total" || !num(f[2], total_requests))
+        return false;
+      first = false;
+      continue;
+    }
+    core::limiter_state s;
+    if (f.size() != 5 || !num(f[1], s.window_start) || !num(f[2], s.count)
+        || !num(f[3], s.previous) || !num(f[4], s.tat_us))
+      return false;
+    out.emplace_back(std::string{f[0]}, s);
+  }
+  return !first;
+}
+
 key_directory_actor spawn_key_directory(caf::actor_system& sys, const core::clock& clock,
                                         key_directory_config cfg, metrics::registry& metrics) {
   auto& live = metrics.gauge_metric("tollgate_key_actors_live", "Key actors currently running.");
   auto& spawned = metrics.counter_metric("tollgate_key_actors_spawned_total",
                                          "Key actors started (first use or after idling).");
-  return sys.spawn([&clock, cfg, &live,
+  return sys.spawn([&clock, cfg = std::move(cfg), &live,
                     &spawned](directory_pointer self) -> key_directory_actor::behavior_type {
     self->state.clock = &clock;
     self->state.cfg = cfg;

@@ -2,6 +2,13 @@
 
 #include "actors/interfaces.hpp"
 #include "core/clock.hpp"
+#include "core/config.hpp"
+#include "core/rate_limit.hpp"
+
+#include <memory>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 #include <chrono>
 
@@ -15,7 +22,18 @@ struct key_directory_config {
   /// A key actor with no request for this long flushes and stops; the next
   /// request with its key spawns it again.
   std::chrono::milliseconds idle_timeout{std::chrono::minutes{5}};
+  /// The limits every key actor applies; null: no limits.
+  std::shared_ptr<const core::limits_config> limits;
+  /// Where key actors keep their counters; unset: nowhere (tests).
+  storage_actor storage;
 };
+
+/// The counters of a key as stored in the usage column ("l/<hash>").
+std::string encode_counters(const std::vector<std::pair<std::string, core::limiter_state>>& c,
+                            std::uint64_t total_requests);
+bool decode_counters(std::string_view text,
+                     std::vector<std::pair<std::string, core::limiter_state>>& out,
+                     std::uint64_t& total_requests);
 
 /// Spawns the key directory. It needs the accounts actor for lookups, which
 /// it gets with a `lookup_atom` message right after both are spawned.

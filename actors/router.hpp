@@ -2,6 +2,7 @@
 
 #include "actors/interfaces.hpp"
 #include "core/clock.hpp"
+#include "core/config.hpp"
 #include "core/errc.hpp"
 
 #include <caf/typed_event_based_actor.hpp>
@@ -24,6 +25,8 @@ struct services {
   accounts_actor accounts;
   key_directory_actor directory;
   bool allow_anonymous = false;
+  /// The limits configuration (header dialects per route group).
+  std::shared_ptr<const core::limits_config> limits;
   metrics::registry* metrics = nullptr;
   const core::clock* clock = nullptr;
   std::chrono::steady_clock::time_point started;

@@ -93,8 +93,12 @@ void gateway::start() {
   s.storage = actors::spawn_storage_actor(
     *s.system, db, {s.cfg.storage.commit_delay, s.cfg.storage.max_batch}, s.registry);
 
-  s.directory = actors::spawn_key_directory(*s.system, s.clock, {s.cfg.auth.key_idle_timeout},
-                                            s.registry);
+  auto limits = std::make_shared<const core::limits_config>(s.cfg.limits);
+  actors::key_directory_config dir_cfg;
+  dir_cfg.idle_timeout = s.cfg.auth.key_idle_timeout;
+  dir_cfg.limits = limits;
+  dir_cfg.storage = s.storage;
+  s.directory = actors::spawn_key_directory(*s.system, s.clock, dir_cfg, s.registry);
   s.accounts = actors::spawn_accounts(
     *s.system, std::move(snapshot), s.storage, s.directory, s.clock,
     {s.cfg.accounts.initial_credits_micro, s.cfg.accounts.max_keys_per_user});
@@ -107,6 +111,7 @@ void gateway::start() {
   svc.accounts = s.accounts;
   svc.directory = s.directory;
   svc.allow_anonymous = s.cfg.auth.allow_anonymous;
+  svc.limits = limits;
   svc.metrics = &s.registry;
   svc.clock = &s.clock;
   svc.started = started;

@@ -39,6 +39,10 @@ struct user_record {
   std::string auth_method = "api_key";
   std::int64_t created_at = 0;
   std::int64_t role_assigned_at = 0;
+  /// Admin overrides of the request limits; 0 keeps the configured policy.
+  std::int64_t requests_per_minute = 0;
+  std::int64_t requests_per_hour = 0;
+  std::int64_t requests_per_day = 0;
 };
 
 /// An API key as stored: only its SHA-256, never the plaintext.
@@ -56,6 +60,9 @@ struct key_record {
   std::int64_t expires_at = 0;  ///< 0: never
   std::int64_t revoked_at = 0;
   std::int64_t updated_at = 0;
+  /// Admin overrides of the token budgets; 0 keeps the configured budget.
+  std::int64_t tokens_per_day = 0;
+  std::int64_t tokens_per_month = 0;
 };
 
 /// One audit log line.
@@ -104,13 +111,15 @@ typename Inspector::result_type inspect(Inspector& f, scope_permissions& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, user_record& x) {
   return f(x.id, x.username, x.email, x.role, x.credits_micro, x.plan, x.auth_method,
-           x.created_at, x.role_assigned_at);
+           x.created_at, x.role_assigned_at, x.requests_per_minute, x.requests_per_hour,
+           x.requests_per_day);
 }
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, key_record& x) {
   return f(x.id, x.user_id, x.hash, x.name, x.env, x.last4, x.scopes, x.active, x.revoked,
-           x.created_at, x.expires_at, x.revoked_at, x.updated_at);
+           x.created_at, x.expires_at, x.revoked_at, x.updated_at, x.tokens_per_day,
+           x.tokens_per_month);
 }
 
 template <class Inspector>

@@ -18,6 +18,7 @@ struct api_request {
   std::string path;             ///< path without the query string
   std::string query;            ///< raw query string without '?'
   std::uint32_t route_id = 0;   ///< index into the immutable route table
+  std::string route;            ///< its template, e.g. "/user/api-keys/{key_id}"
   header_list params;           ///< path parameters captured by the route template
   header_list headers;          ///< lower-cased names of the headers handlers may read
   std::string body;
@@ -40,7 +41,7 @@ struct api_response {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, api_request& x) {
-  return f(x.method, x.path, x.query, x.route_id, x.params, x.headers, x.body, x.request_id,
+  return f(x.method, x.path, x.query, x.route_id, x.route, x.params, x.headers, x.body, x.request_id,
            x.remote_addr);
 }
 

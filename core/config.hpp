@@ -4,6 +4,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace tollgate::core {
 
@@ -70,6 +72,41 @@ struct accounts_config {
   std::size_t max_keys_per_user = 100;
 };
 
+/// A limit on one route template and method (the scans API's table).
+struct route_limit_config {
+  std::string method;
+  std::string path;  ///< a route template, e.g. "/api/v1/scans/{id}"
+  std::int64_t limit = 0;
+  std::chrono::seconds window{60};
+  std::string algorithm = "fixed_window";
+  std::int64_t burst = 0;
+};
+
+struct limits_config {
+  bool enabled = true;
+  /// Default per key (the usage guide's 60/min); an admin override of
+  /// requests_per_minute replaces it.
+  std::int64_t per_minute = 60;
+  std::string algorithm = "fixed_window";  ///< for the per-key policies
+  std::int64_t burst = 0;                  ///< token_bucket only
+  /// Daily request cap (the token-tracking page); override: requests_per_day.
+  std::int64_t requests_per_day = 1000;
+  /// Per plan, requests per hour (the gateway reference); override:
+  /// requests_per_hour. A plan not listed has no hourly limit.
+  std::vector<std::pair<std::string, std::int64_t>> plans_per_hour = {
+    {"free", 100}, {"pro", 10'000}, {"enterprise", 100'000}};
+  std::int64_t tokens_per_day = 100'000;
+  std::int64_t tokens_per_month = 2'000'000;
+  std::vector<route_limit_config> routes;
+  /// How often a key's request windows are written to storage (at most
+  /// this much is lost on a crash).
+  std::chrono::milliseconds flush_interval{1000};
+  /// Header dialects sent: "x-ratelimit", "ratelimit" (public API page),
+  /// "ietf" (RateLimit-Policy / RateLimit). Per route group, with a default.
+  std::vector<std::string> headers = {"x-ratelimit", "ratelimit", "ietf"};
+  std::vector<std::pair<std::string, std::vector<std::string>>> headers_by_group;
+};
+
 struct config {
   server_config server;
   storage_config storage;
@@ -77,6 +114,7 @@ struct config {
   actors_config actors;
   auth_config auth;
   accounts_config accounts;
+  limits_config limits;
 };
 
 } // namespace tollgate::core

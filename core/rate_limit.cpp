@@ -106,6 +106,7 @@ std::int64_t limiter::used(time_point now) const {
 
 limit_decision limiter::check(time_point now, std::int64_t cost) const {
   limit_decision d;
+  d.policy = policy_.name;
   d.limit = policy_.limit;
   const auto& p = policy_;
   if (p.algorithm == limit_algorithm::token_bucket) {

@@ -34,6 +34,7 @@ struct limit_policy {
 
 /// What one policy says about a request of some cost.
 struct limit_decision {
+  std::string policy;  ///< the name of the policy that decided
   bool allowed = true;
   std::int64_t limit = 0;
   std::int64_t remaining = 0;      ///< after this request when allowed, else now

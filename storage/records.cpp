@@ -139,6 +139,9 @@ std::string encode(const core::user_record& u) {
   put(w, "auth_method", u.auth_method);
   put(w, "created_at", u.created_at);
   put(w, "role_assigned_at", u.role_assigned_at);
+  put(w, "requests_per_minute", u.requests_per_minute);
+  put(w, "requests_per_hour", u.requests_per_hour);
+  put(w, "requests_per_day", u.requests_per_day);
   w.EndObject();
   return {buf.GetString(), buf.GetSize()};
 }
@@ -164,6 +167,8 @@ std::string encode(const core::key_record& k) {
   put(w, "expires_at", k.expires_at);
   put(w, "revoked_at", k.revoked_at);
   put(w, "updated_at", k.updated_at);
+  put(w, "tokens_per_day", k.tokens_per_day);
+  put(w, "tokens_per_month", k.tokens_per_month);
   w.EndObject();
   return {buf.GetString(), buf.GetSize()};
 }
@@ -197,6 +202,9 @@ std::optional<core::user_record> decode_user(std::string_view json) {
     r.get("auth_method", u.auth_method);
     r.get("created_at", u.created_at);
     r.get("role_assigned_at", u.role_assigned_at);
+    r.get("requests_per_minute", u.requests_per_minute);
+    r.get("requests_per_hour", u.requests_per_hour);
+    r.get("requests_per_day", u.requests_per_day);
     if (!r.ok || u.id == 0)
       return std::nullopt;
     return u;
@@ -223,6 +231,8 @@ std::optional<core::key_record> decode_key(std::string_view json) {
     r.get("expires_at", k.expires_at);
     r.get("revoked_at", k.revoked_at);
     r.get("updated_at", k.updated_at);
+    r.get("tokens_per_day", k.tokens_per_day);
+    r.get("tokens_per_month", k.tokens_per_month);
     if (!r.ok || k.id == 0 || k.hash.size() != 64)
       return std::nullopt;
     return k;

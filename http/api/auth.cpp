@@ -2,6 +2,7 @@
 
 #include "core/api_key.hpp"
 #include "http/api/common.hpp"
+#include "http/api/ratelimit.hpp"
 
 #include <caf/typed_event_based_actor.hpp>
 #include <spdlog/spdlog.h>
@@ -30,6 +31,45 @@ bool starts_with_bearer(std::string_view s) noexcept {
       return false;
   }
   return true;
+}
+
+/// Adds the rate-limit headers to whatever the handler answers.
+class header_responder final : public core::responder {
+public:
+  header_responder(core::responder_ptr inner, core::header_list headers)
+    : inner_(std::move(inner)), headers_(std::move(headers)) {}
+  void respond(core::api_response&& r) noexcept override {
+    for (auto& h : headers_)
+      r.headers.push_back(std::move(h));
+    inner_->respond(std::move(r));
+  }
+
+private:
+  core::responder_ptr inner_;
+  core::header_list headers_;
+};
+
+std::int64_t now_epoch(const actors::services& svc) {
+  return std::chrono::duration_cast<std::chrono::seconds>(svc.clock->now().time_since_epoch())
+    .count();
+}
+
+void reject_rate_limited(const actors::services& svc, const access& a, core::api_request& req,
+                         core::responder_ptr& out, const actors::limit_report& r) {
+  core::api_response res;
+  res.status = 429;
+  const auto now = now_epoch(svc);
+  if (req.path.rfind("/v1/", 0) == 0)
+    res.body = openai_error_body("Rate limit exceeded: retry in "
+                                   + std::to_string(std::max<std::int64_t>(1, r.retry_after))
+                                   + " s",
+                                 "rate_limit_error", "rate_limit_exceeded");
+  else
+    res.body = rate_limited_body(r, now);
+  static const std::vector<std::string> all = {"x-ratelimit", "ratelimit", "ietf"};
+  add_rate_limit_headers(res.headers, r, svc.limits ? dialects_for(*svc.limits, a.group) : all,
+                         now);
+  out->respond(std::move(res));
 }
 
 void authorise(const access& a, actors::router_pointer self, const actors::services& svc,
@@ -86,12 +126,25 @@ actors::route_handler authenticated(access a, authed_handler h) {
       return;
     }
     auto hash = core::api_key::sha256_hex(key);
-    self->request(svc.directory, svc.ask_timeout, actors::auth_atom::value, std::move(hash))
+    actors::admission adm{req.method, req.route, 1, true};
+    self
+      ->request(svc.directory, svc.ask_timeout, actors::auth_atom::value, std::move(hash),
+                std::move(adm))
       .then(
         [a, h, self, &svc, req = std::move(req), out](actors::auth_decision& d) mutable {
+          if (d.code == core::errc::too_many_requests) {
+            reject_rate_limited(svc, a, req, out, d.limits);
+            return;
+          }
           if (d.code != core::errc::ok) {
             respond_error(out, core::errc::unauthorized, d.detail);
             return;
+          }
+          if (d.limits.metered && svc.limits) {
+            core::header_list headers;
+            add_rate_limit_headers(headers, d.limits, dialects_for(*svc.limits, a.group),
+                                   now_epoch(svc));
+            out = std::make_shared<header_responder>(std::move(out), std::move(headers));
           }
           // The router's own try/catch does not cover continuations; an
           // escaping exception would take the router down.

@@ -262,6 +262,7 @@ void session::handle_request() {
   if (q != beast::string_view::npos)
     out.query = std::string{target.substr(q + 1)};
   out.route_id = route_;
+  out.route = m.matched->pattern;
   out.params = std::move(m.params);
   for (const auto& field : req) {
     const auto name = lower({field.name_string().data(), field.name_string().size()});
