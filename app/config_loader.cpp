@@ -1,5 +1,7 @@
 #include "app/config_loader.hpp"
 
+#include "core/account.hpp"
+
 #include <toml++/toml.h>
 
 #include <charconv>
@@ -96,6 +98,63 @@ std::int64_t get_credits(const place& p) {
   return static_cast<std::int64_t>(v * 1e6 + 0.5);
 }
 
+std::string get_algorithm(const place& p) {
+  return get_choice(p, {"fixed_window", "sliding_window", "token_bucket"});
+}
+
+std::vector<std::string> get_dialects(const place& p) {
+  const auto* arr = p.node.as_array();
+  if (arr == nullptr)
+    p.fail(std::string{"expected an array of strings, got "} + type_name(p.node));
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < arr->size(); ++i) {
+    const place item{p.source, p.key + "[" + std::to_string(i) + "]", *arr->get(i)};
+    out.push_back(get_choice(item, {"x-ratelimit", "ratelimit", "ietf"}));
+  }
+  return out;
+}
+
+const toml::table& get_table(const place& p) {
+  const auto* t = p.node.as_table();
+  if (t == nullptr)
+    p.fail(std::string{"expected a table, got "} + type_name(p.node));
+  return *t;
+}
+
+core::route_limit_config get_route_limit(const place& p) {
+  core::route_limit_config r;
+  bool has_method = false;
+  bool has_path = false;
+  bool has_limit = false;
+  for (const auto& [k, node] : get_table(p)) {
+    const std::string name{k.str()};
+    const place f{p.source, p.key + "." + name, node};
+    if (name == "method") {
+      r.method = get_choice(f, {"GET", "POST", "PUT", "PATCH", "DELETE"});
+      has_method = true;
+    } else if (name == "path") {
+      r.path = get_string(f);
+      if (r.path.front() != '/')
+        f.fail("must start with '/'");
+      has_path = true;
+    } else if (name == "limit") {
+      r.limit = get_int(f, 1, 1'000'000'000);
+      has_limit = true;
+    } else if (name == "window_s") {
+      r.window = std::chrono::seconds{get_int(f, 1, 31 * 86400)};
+    } else if (name == "algorithm") {
+      r.algorithm = get_algorithm(f);
+    } else if (name == "burst") {
+      r.burst = get_int(f, 0, 1'000'000'000);
+    } else {
+      f.fail("unknown key");
+    }
+  }
+  if (!has_method || !has_path || !has_limit)
+    p.fail("needs method, path and limit");
+  return r;
+}
+
 using setter = std::function<void(const place&, core::config&)>;
 using section_schema = std::map<std::string, setter>;
 
@@ -181,6 +240,70 @@ const std::map<std::string, section_schema>& schema() {
        {"max_keys_per_user",
         [](const place& p, core::config& c) {
           c.accounts.max_keys_per_user = static_cast<std::size_t>(get_int(p, 1, 100'000));
+        }},
+     }},
+    {"limits",
+     {
+       {"enabled", [](const place& p, core::config& c) { c.limits.enabled = get_bool(p); }},
+       {"per_minute",
+        [](const place& p, core::config& c) {
+          c.limits.per_minute = get_int(p, 0, 1'000'000'000);
+        }},
+       {"algorithm",
+        [](const place& p, core::config& c) { c.limits.algorithm = get_algorithm(p); }},
+       {"burst",
+        [](const place& p, core::config& c) { c.limits.burst = get_int(p, 0, 1'000'000'000); }},
+       {"requests_per_day",
+        [](const place& p, core::config& c) {
+          c.limits.requests_per_day = get_int(p, 0, 1'000'000'000'000);
+        }},
+       {"tokens_per_day",
+        [](const place& p, core::config& c) {
+          c.limits.tokens_per_day = get_int(p, 0, 1'000'000'000'000);
+        }},
+       {"tokens_per_month",
+        [](const place& p, core::config& c) {
+          c.limits.tokens_per_month = get_int(p, 0, 1'000'000'000'000);
+        }},
+       {"flush_interval_ms",
+        [](const place& p, core::config& c) {
+          c.limits.flush_interval = get_ms(p, 10, 60'000);
+        }},
+       {"headers", [](const place& p, core::config& c) { c.limits.headers = get_dialects(p); }},
+       {"headers_by_group",
+        [](const place& p, core::config& c) {
+          c.limits.headers_by_group.clear();
+          for (const auto& [k, node] : get_table(p)) {
+            const std::string group{k.str()};
+            const place f{p.source, p.key + "." + group, node};
+            if (!core::valid_scope_group(group) || group == "*")
+              f.fail("unknown route group (known: " + core::scope_group_list() + ")");
+            c.limits.headers_by_group.emplace_back(group, get_dialects(f));
+          }
+        }},
+       {"plans",
+        [](const place& p, core::config& c) {
+          c.limits.plans_per_hour.clear();
+          for (const auto& [k, node] : get_table(p)) {
+            const std::string plan{k.str()};
+            const place f{p.source, p.key + "." + plan, node};
+            c.limits.plans_per_hour.emplace_back(plan, get_int(f, 0, 1'000'000'000));
+          }
+        }},
+       {"routes",
+        [](const place& p, core::config& c) {
+          const auto* arr = p.node.as_array();
+          if (arr == nullptr)
+            p.fail("expected an array of tables ([[limits.routes]])");
+          c.limits.routes.clear();
+          for (std::size_t i = 0; i < arr->size(); ++i) {
+            const place item{p.source, p.key + "[" + std::to_string(i) + "]", *arr->get(i)};
+            auto r = get_route_limit(item);
+            for (const auto& other : c.limits.routes)
+              if (other.method == r.method && other.path == r.path)
+                item.fail("duplicate limit for " + r.method + " " + r.path);
+            c.limits.routes.push_back(std::move(r));
+          }
         }},
      }},
     {"actors",

@@ -118,3 +118,73 @@ TEST_CASE("listen addresses", "[app][config]") {
   CHECK_FALSE(app::parse_listen("host:8x", s).empty());
   CHECK_FALSE(app::parse_listen("[::1]8080", s).empty());
 }
+
+TEST_CASE("the example configs parse and say what their documents say", "[app][config]") {
+  const auto scans = app::load_config(TOLLGATE_SOURCE_DIR "/conf/examples/scans-api.toml");
+  CHECK(scans.limits.routes.size() == 23);
+  const auto find = [&](const std::string& method, const std::string& path) -> std::int64_t {
+    for (const auto& r : scans.limits.routes)
+      if (r.method == method && r.path == path)
+        return r.limit;
+    return -1;
+  };
+  CHECK(find("POST", "/api/v1/scans") == 10);
+  CHECK(find("GET", "/api/v1/scans/{id}/progress") == 500);
+  CHECK(find("GET", "/api/v1/admin/api-keys/{id}/rate-limit") == 100);
+  CHECK(find("DELETE", "/api/v1/scans/{id}") == 20);
+  CHECK(scans.limits.headers == std::vector<std::string>{"x-ratelimit"});
+  CHECK(scans.limits.plans_per_hour.empty());
+
+  const auto pub = app::load_config(TOLLGATE_SOURCE_DIR "/conf/examples/public-api.toml");
+  CHECK(pub.limits.per_minute == 500);
+  CHECK(pub.limits.requests_per_day == 0);
+  CHECK(pub.limits.headers == std::vector<std::string>{"ratelimit", "ietf"});
+  CHECK(app::load_config(TOLLGATE_SOURCE_DIR "/conf/examples/minimal.toml").server.port == 8080);
+}
+
+TEST_CASE("limits settings and their errors", "[app][config]") {
+  const auto cfg = parse_config(R"(
+[limits]
+per_minute = 7
+algorithm = "token_bucket"
+burst = 3
+tokens_per_day = 10
+flush_interval_ms = 250
+[limits.plans]
+gold = 5
+[limits.headers_by_group]
+admin = ["x-ratelimit"]
+[[limits.routes]]
+method = "POST"
+path = "/x/{id}"
+limit = 2
+window_s = 10
+algorithm = "sliding_window"
+)",
+                                "t.toml");
+  CHECK(cfg.limits.per_minute == 7);
+  CHECK(cfg.limits.algorithm == "token_bucket");
+  CHECK(cfg.limits.burst == 3);
+  CHECK(cfg.limits.flush_interval.count() == 250);
+  REQUIRE(cfg.limits.plans_per_hour.size() == 1);
+  CHECK(cfg.limits.plans_per_hour[0].first == "gold");
+  REQUIRE(cfg.limits.routes.size() == 1);
+  CHECK(cfg.limits.routes[0].window.count() == 10);
+  CHECK(cfg.limits.routes[0].algorithm == "sliding_window");
+  REQUIRE(cfg.limits.headers_by_group.size() == 1);
+
+  CHECK(error_of("[limits]\nalgorithm = \"leaky\"\n").find("limits.algorithm: must be one of")
+        != std::string::npos);
+  CHECK(error_of("[limits]\nheaders = [\"x-ratelimit\", \"nope\"]\n")
+          .find("t.toml:2: limits.headers[1]: must be one of")
+        == 0);
+  CHECK(error_of("[[limits.routes]]\nmethod = \"GET\"\npath = \"/a\"\n")
+        == "t.toml:1: limits.routes[0]: needs method, path and limit");
+  CHECK(error_of("[[limits.routes]]\nmethod = \"GET\"\npath = \"/a\"\nlimit = 1\nwindow = 5\n")
+        == "t.toml:5: limits.routes[0].window: unknown key");
+  CHECK(error_of("[[limits.routes]]\nmethod = \"GET\"\npath = \"/a\"\nlimit = 1\n"
+                 "[[limits.routes]]\nmethod = \"GET\"\npath = \"/a\"\nlimit = 2\n")
+        == "t.toml:5: limits.routes[1]: duplicate limit for GET /a");
+  CHECK(error_of("[limits.headers_by_group]\nnope = []\n").find("unknown route group")
+        != std::string::npos);
+}
