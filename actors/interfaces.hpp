@@ -383,6 +383,7 @@ using key_actor = caf::typed_actor<
   caf::replies_to<auth_atom, std::string, admission>::with<auth_decision>,
   caf::replies_to<usage_atom>::with<key_usage>,
   caf::reacts_to<persist_atom>,
+  caf::replies_to<flush_atom>::with<write_ack>,
   caf::reacts_to<key_changed_atom, core::key_record, bool>,
   caf::reacts_to<user_changed_atom, core::user_record>,
   caf::reacts_to<tick_atom>,
@@ -396,6 +397,7 @@ using key_directory_actor = caf::typed_actor<
   caf::reacts_to<key_changed_atom, core::key_record, bool>,
   caf::reacts_to<user_changed_atom, core::user_record>,
   caf::reacts_to<idle_atom, std::string>,
+  caf::replies_to<flush_atom>::with<std::uint64_t>,
   caf::replies_to<count_atom>::with<std::uint64_t>>;
 
 } // namespace tollgate::actors

@@ -198,6 +198,24 @@ key_actor::behavior_type key_impl(key_pointer self) {
     },
     [=](usage_atom) -> key_usage { return usage_of(self->state); },
     [=](persist_atom) { persist(self); },
+    [=](flush_atom) -> caf::result<write_ack> {
+      // Shutdown: write the counters now and answer once they are stored.
+      auto& st = self->state;
+      if (!st.cfg.storage)
+        return write_ack{};
+      std::vector<std::pair<std::string, core::limiter_state>> counters;
+      for (const auto& [name, l] : st.limiters)
+        counters.emplace_back(name, l.state());
+      st.dirty = false;
+      std::vector<storage::write_op> ops{
+        {static_cast<std::uint8_t>(storage::column::usage), usage_key(st.key.hash),
+         encode_counters(counters, st.total_requests), false}};
+      auto rp = self->make_response_promise<write_ack>();
+      self->request(st.cfg.storage, std::chrono::seconds{10}, write_atom::value, std::move(ops))
+        .then([rp](write_ack& ack) mutable { rp.deliver(std::move(ack)); },
+              [rp](caf::error& e) mutable { rp.deliver(write_ack{to_string(e)}); });
+      return rp;
+    },
     [=](key_changed_atom, core::key_record& key, bool deleted) {
       if (deleted) {
         // A deleted key answers "invalid" until the directory stops us.
@@ -391,6 +409,32 @@ key_directory_actor::behavior_type directory_impl(directory_pointer self) {
       self->send(it->second.actor, stop_atom::value);
       st.live.erase(it);
       st.live_gauge->set(static_cast<std::int64_t>(st.live.size()));
+    },
+    [=](flush_atom) -> caf::result<std::uint64_t> {
+      // Every live key writes its counters; answer when all have.
+      auto& st = self->state;
+      auto rp = self->make_response_promise<std::uint64_t>();
+      if (st.live.empty()) {
+        rp.deliver(std::uint64_t{0});
+        return rp;
+      }
+      auto left = std::make_shared<std::size_t>(st.live.size());
+      auto total = st.live.size();
+      for (auto& [hash, entry] : st.live)
+        self->request(entry.actor, std::chrono::seconds{10}, flush_atom::value)
+          .then(
+            [rp, left, total](write_ack& ack) mutable {
+              if (!ack.ok())
+                spdlog::error("shutdown: counters of a key not saved: {}", ack.error);
+              if (--*left == 0)
+                rp.deliver(std::uint64_t{total});
+            },
+            [rp, left, total](caf::error& e) mutable {
+              spdlog::error("shutdown: a key actor did not flush: {}", to_string(e));
+              if (--*left == 0)
+                rp.deliver(std::uint64_t{total});
+            });
+      return rp;
     },
     [=](count_atom) -> std::uint64_t { return self->state.live.size(); },
   };

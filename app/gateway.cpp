@@ -174,6 +174,16 @@ bool gateway::shutdown() {
     s.server->stop();
   }
   if (s.system) {
+    if (s.directory) {
+      // Key counters first, so the storage flush below includes them.
+      caf::scoped_actor self{*s.system};
+      self->request(s.directory, std::chrono::seconds{15}, actors::flush_atom::value)
+        .receive([](std::uint64_t n) { spdlog::info("shutdown: saved the counters of {} keys", n); },
+                 [&](caf::error& e) {
+                   spdlog::error("shutdown: key counters not saved: {}", to_string(e));
+                   ok = false;
+                 });
+    }
     if (s.storage) {
       caf::scoped_actor self{*s.system};
       self->request(s.storage, std::chrono::seconds{10}, actors::flush_atom::value)

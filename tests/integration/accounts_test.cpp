@@ -5,6 +5,7 @@
 #include "core/api_key.hpp"
 #include "metrics/registry.hpp"
 
+#include "support/fixture.hpp"
 #include "support/http_client.hpp"
 #include "support/temp_dir.hpp"
 
@@ -21,77 +22,12 @@
 using namespace tollgate;
 using namespace std::chrono_literals;
 
-namespace {
-
-/// A gateway on a data dir that outlives it, so tests can restart.
-struct instance {
-  std::unique_ptr<app::gateway> gw;
-
-  instance(const std::string& data_dir, const core::clock& clock = core::system_clock::instance(),
-           const std::function<void(core::config&)>& tweak = {}) {
-    spdlog::set_level(spdlog::level::warn);
-    core::config cfg;
-    cfg.server.port = 0;
-    cfg.storage.data_dir = data_dir;
-    cfg.log.access_log = false;
-    if (tweak)
-      tweak(cfg);
-    gw = std::make_unique<app::gateway>(cfg, clock);
-    gw->start();
-  }
-  std::uint16_t port() const { return gw->port(); }
-  const std::string& admin() const { return gw->bootstrap_key(); }
-
-  test::http_response call(const std::string& method, const std::string& target,
-                           const std::string& key = {}, const std::string& body = {}) const {
-    std::string headers;
-    if (!key.empty())
-      headers = "Authorization: Bearer " + key + "\r\n";
-    if (!body.empty())
-      headers += "Content-Type: application/json\r\n";
-    return test::request(port(), method, target, headers, body);
-  }
-};
-
-rapidjson::Document json(const test::http_response& r) {
-  rapidjson::Document d;
-  d.Parse(r.body.c_str());
-  INFO(r.body);
-  REQUIRE_FALSE(d.HasParseError());
-  return d;
-}
-
-std::string str(const rapidjson::Value& v) {
-  return {v.GetString(), v.GetStringLength()};
-}
-
-struct user {
-  std::uint64_t id = 0;
-  std::string key;
-  std::uint64_t key_id = 0;
-};
-
-user create_user(const instance& g, const std::string& name) {
-  auto r = g.call("POST", "/admin/create", g.admin(),
-                  R"({"username":")" + name + R"(","email":")" + name + R"(@example.com"})");
-  INFO(r.body);
-  REQUIRE(r.status == 200);
-  auto d = json(r);
-  return {d["user_id"].GetUint64(), str(d["api_key"]), d["key_id"].GetUint64()};
-}
-
-std::uint64_t create_key(const instance& g, const std::string& key, const std::string& body,
-                         std::string* plaintext = nullptr) {
-  auto r = g.call("POST", "/user/api-keys", key, body);
-  INFO(r.body);
-  REQUIRE(r.status == 200);
-  auto d = json(r);
-  if (plaintext != nullptr)
-    *plaintext = str(d["api_key"]);
-  return d["id"].GetUint64();
-}
-
-} // namespace
+using test::create_key;
+using test::create_user;
+using test::instance;
+using test::json;
+using test::str;
+using test::user;
 
 TEST_CASE("an empty store bootstraps one admin key, printed once", "[integration][keys]") {
   test::temp_dir dir;
