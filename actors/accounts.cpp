@@ -509,6 +509,76 @@ accounts_actor::behavior_type accounts_impl(accounts_pointer self) {
         [self, after] { self->send(self->state.directory, user_changed_atom::value, after); });
       return rp;
     },
+    [=](set_limits_atom, const user_limits& l) -> caf::result<core::user_record> {
+      auto& st = self->state;
+      auto it = st.users.find(l.user_id);
+      if (it == st.users.end())
+        return make_error(core::errc::not_found,
+                          "user_id: user " + std::to_string(l.user_id) + " not found");
+      const auto before = it->second;
+      auto& u = it->second;
+      if (l.per_minute >= 0)
+        u.requests_per_minute = l.per_minute;
+      if (l.per_hour >= 0)
+        u.requests_per_hour = l.per_hour;
+      if (l.per_day >= 0)
+        u.requests_per_day = l.per_day;
+      const auto after = u;
+      std::vector<storage::write_op> ops;
+      ops.push_back(
+        put_op(storage::column::users, storage::user_key(after.id), storage::encode(after)));
+      add_audit(self, ops, l.ctx, "rate_limits_changed", "user", std::to_string(after.id),
+                details{}
+                  .str("requests_per_minute", std::to_string(after.requests_per_minute))
+                  .str("requests_per_hour", std::to_string(after.requests_per_hour))
+                  .str("requests_per_day", std::to_string(after.requests_per_day))
+                  .str("reason", l.reason)
+                  .take());
+      const auto audits = st.audit.size();
+      auto rp = self->make_response_promise<core::user_record>();
+      persist_then_deliver(
+        self, std::move(ops), rp, after,
+        [self, before, audits] {
+          self->state.users[before.id] = before;
+          self->state.audit.resize(audits - 1);
+        },
+        [self, after] { self->send(self->state.directory, user_changed_atom::value, after); });
+      return rp;
+    },
+    [=](set_limits_atom, const key_limits& l) -> caf::result<core::key_record> {
+      auto& st = self->state;
+      auto* k = visible_key(st, l.access);
+      if (k == nullptr)
+        return key_not_found(l.access);
+      const auto before = *k;
+      if (l.tokens_per_day >= 0)
+        k->tokens_per_day = l.tokens_per_day;
+      if (l.tokens_per_month >= 0)
+        k->tokens_per_month = l.tokens_per_month;
+      k->updated_at = st.now();
+      const auto after = *k;
+      std::vector<storage::write_op> ops;
+      ops.push_back(
+        put_op(storage::column::keys, storage::key_key(after.hash), storage::encode(after)));
+      add_audit(self, ops, l.access.ctx, "token_limits_changed", "api_key",
+                std::to_string(after.id),
+                details{}
+                  .str("daily_limit", std::to_string(after.tokens_per_day))
+                  .str("monthly_limit", std::to_string(after.tokens_per_month))
+                  .take());
+      const auto audits = st.audit.size();
+      auto rp = self->make_response_promise<core::key_record>();
+      persist_then_deliver(
+        self, std::move(ops), rp, after,
+        [self, before, audits] {
+          insert_key(self->state, before);
+          self->state.audit.resize(audits - 1);
+        },
+        [self, after] {
+          self->send(self->state.directory, key_changed_atom::value, after, false);
+        });
+      return rp;
+    },
     [=](audit_atom, const audit_filter& f) -> audit_page {
       audit_page r;
       const auto& log = self->state.audit;

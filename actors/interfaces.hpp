@@ -51,6 +51,8 @@ using idle_atom = caf::atom_constant<caf::atom("idle")>;
 using stop_atom = caf::atom_constant<caf::atom("stop")>;
 using usage_atom = caf::atom_constant<caf::atom("usage")>;
 using persist_atom = caf::atom_constant<caf::atom("persist")>;
+using reset_atom = caf::atom_constant<caf::atom("reset")>;
+using set_limits_atom = caf::atom_constant<caf::atom("set_lim")>;
 
 /// Errors that actors answer with: a core::errc plus a message for the
 /// client, in the "tollgate" category.
@@ -319,6 +321,34 @@ typename Inspector::result_type inspect(Inspector& f, role_changed& x) {
   return f(x.user, x.old_role);
 }
 
+/// An admin's request-limit override for a user; a negative value keeps the
+/// current setting, 0 removes the override.
+struct user_limits {
+  std::uint64_t user_id = 0;
+  std::int64_t per_minute = -1;
+  std::int64_t per_hour = -1;
+  std::int64_t per_day = -1;
+  std::string reason;
+  core::audit_context ctx;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, user_limits& x) {
+  return f(x.user_id, x.per_minute, x.per_hour, x.per_day, x.reason, x.ctx);
+}
+
+/// An admin's token-budget override for a key (same conventions).
+struct key_limits {
+  key_access access;
+  std::int64_t tokens_per_day = -1;
+  std::int64_t tokens_per_month = -1;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, key_limits& x) {
+  return f(x.access, x.tokens_per_day, x.tokens_per_month);
+}
+
 struct audit_filter {
   std::uint64_t user_id = 0;  ///< 0: any
   std::string action;
@@ -375,6 +405,8 @@ using accounts_actor = caf::typed_actor<
   caf::replies_to<list_users_atom, std::string, page>::with<user_list>,
   caf::replies_to<set_role_atom, role_change>::with<role_changed>,
   caf::replies_to<audit_atom, audit_filter>::with<audit_page>,
+  caf::replies_to<set_limits_atom, user_limits>::with<core::user_record>,
+  caf::replies_to<set_limits_atom, key_limits>::with<core::key_record>,
   caf::replies_to<bootstrap_atom, std::string>::with<std::string>>;
 
 /// One actor per live API key: answers the auth decision and (from the
@@ -382,6 +414,7 @@ using accounts_actor = caf::typed_actor<
 using key_actor = caf::typed_actor<
   caf::replies_to<auth_atom, std::string, admission>::with<auth_decision>,
   caf::replies_to<usage_atom>::with<key_usage>,
+  caf::replies_to<reset_atom>::with<key_usage>,
   caf::reacts_to<persist_atom>,
   caf::replies_to<flush_atom>::with<write_ack>,
   caf::reacts_to<key_changed_atom, core::key_record, bool>,
@@ -394,6 +427,7 @@ using key_directory_actor = caf::typed_actor<
   caf::reacts_to<lookup_atom, accounts_actor>,
   caf::replies_to<auth_atom, std::string, admission>::with<auth_decision>,
   caf::replies_to<usage_atom, std::string>::with<key_usage>,
+  caf::replies_to<reset_atom, std::string>::with<key_usage>,
   caf::reacts_to<key_changed_atom, core::key_record, bool>,
   caf::reacts_to<user_changed_atom, core::user_record>,
   caf::reacts_to<idle_atom, std::string>,

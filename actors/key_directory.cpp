@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include <charconv>
+#include <functional>
 #include <map>
 #include <unordered_map>
 
@@ -197,6 +198,15 @@ key_actor::behavior_type key_impl(key_pointer self) {
       return d;
     },
     [=](usage_atom) -> key_usage { return usage_of(self->state); },
+    [=](reset_atom) -> key_usage {
+      // An admin's reset: every window and budget of the key starts empty.
+      auto& st = self->state;
+      for (auto& [name, l] : st.limiters)
+        l = core::limiter{l.policy()};
+      st.total_requests = 0;
+      schedule_persist(self);
+      return usage_of(st);
+    },
     [=](persist_atom) { persist(self); },
     [=](flush_atom) -> caf::result<write_ack> {
       // Shutdown: write the counters now and answer once they are stored.
@@ -259,9 +269,11 @@ struct directory_state {
     key_actor actor;
     std::uint64_t user_id = 0;
   };
+  /// What to do with a key actor once it is running (or that it is not).
   struct waiting {
-    caf::typed_response_promise<auth_decision> rp;
-    admission a;
+    std::function<void(const key_actor&)> go;
+    std::function<void(const caf::error&)> fail;
+    std::function<void()> unknown;  ///< no such key
   };
   accounts_actor accounts;
   const core::clock* clock = nullptr;
@@ -284,7 +296,7 @@ void fail_pending(directory_pointer self, const std::string& hash, const caf::er
   auto waiting = std::move(self->state.pending[hash]);
   self->state.pending.erase(hash);
   for (auto& w : waiting)
-    w.rp.deliver(e);
+    w.fail(e);
 }
 
 void spawn_key(directory_pointer self, const std::string& hash, key_lookup& found,
@@ -332,7 +344,7 @@ void spawn_key(directory_pointer self, const std::string& hash, key_lookup& foun
   st.live_gauge->set(static_cast<std::int64_t>(st.live.size()));
   st.spawned->inc();
   for (auto& w : waiting)
-    w.rp.delegate(actor, auth_atom::value, hash, std::move(w.a));
+    w.go(actor);
 }
 
 void on_lookup(directory_pointer self, const std::string& hash, key_lookup& found) {
@@ -341,7 +353,7 @@ void on_lookup(directory_pointer self, const std::string& hash, key_lookup& foun
     auto waiting = std::move(st.pending[hash]);
     st.pending.erase(hash);
     for (auto& w : waiting)
-      w.rp.deliver(refused("invalid API key"));
+      w.unknown();
     return;
   }
   if (!st.cfg.storage) {
@@ -365,30 +377,60 @@ void on_lookup(directory_pointer self, const std::string& hash, key_lookup& foun
       [self, hash](caf::error& e) { fail_pending(self, hash, e); });
 }
 
+/// Runs `w.go` with the key's actor, spawning it first (from the accounts
+/// record and the stored counters) when the key is not live.
+void with_key(directory_pointer self, const std::string& hash, directory_state::waiting w) {
+  auto& st = self->state;
+  if (auto it = st.live.find(hash); it != st.live.end()) {
+    w.go(it->second.actor);
+    return;
+  }
+  auto& queue = st.pending[hash];
+  queue.push_back(std::move(w));
+  if (queue.size() > 1)
+    return;  // a lookup for this key is already under way
+  self->request(st.accounts, std::chrono::seconds{10}, lookup_atom::value, hash)
+    .then([self, hash](key_lookup& found) { on_lookup(self, hash, found); },
+          [self, hash](caf::error& e) {
+            spdlog::error("key directory: lookup failed: {}", to_string(e));
+            fail_pending(self, hash, e);
+          });
+}
+
 key_directory_actor::behavior_type directory_impl(directory_pointer self) {
   return {
     [=](lookup_atom, accounts_actor& accounts) { self->state.accounts = std::move(accounts); },
     [=](auth_atom, const std::string& hash, admission& a) -> caf::result<auth_decision> {
-      auto& st = self->state;
-      if (auto it = st.live.find(hash); it != st.live.end())
+      if (auto it = self->state.live.find(hash); it != self->state.live.end())
         return self->delegate(it->second.actor, auth_atom::value, hash, std::move(a));
       auto rp = self->make_response_promise<auth_decision>();
-      auto& queue = st.pending[hash];
-      queue.push_back({rp, std::move(a)});
-      if (queue.size() > 1)
-        return rp;  // a lookup for this key is already under way
-      self->request(st.accounts, std::chrono::seconds{10}, lookup_atom::value, hash)
-        .then([self, hash](key_lookup& found) { on_lookup(self, hash, found); },
-              [self, hash](caf::error& e) {
-                spdlog::error("key directory: lookup failed: {}", to_string(e));
-                fail_pending(self, hash, e);
-              });
+      with_key(self, hash,
+               {[rp, hash, a](const key_actor& k) mutable {
+                  rp.delegate(k, auth_atom::value, hash, std::move(a));
+                },
+                [rp](const caf::error& e) mutable { rp.deliver(e); },
+                [rp]() mutable { rp.deliver(refused("invalid API key")); }});
       return rp;
     },
     [=](usage_atom, const std::string& hash) -> caf::result<key_usage> {
-      if (auto it = self->state.live.find(hash); it != self->state.live.end())
-        return self->delegate(it->second.actor, usage_atom::value);
-      return make_error(core::errc::unavailable, "the key is not active right now; try again");
+      auto rp = self->make_response_promise<key_usage>();
+      with_key(self, hash,
+               {[rp](const key_actor& k) mutable { rp.delegate(k, usage_atom::value); },
+                [rp](const caf::error& e) mutable { rp.deliver(e); },
+                [rp]() mutable {
+                  rp.deliver(make_error(core::errc::not_found, "no such API key"));
+                }});
+      return rp;
+    },
+    [=](reset_atom, const std::string& hash) -> caf::result<key_usage> {
+      auto rp = self->make_response_promise<key_usage>();
+      with_key(self, hash,
+               {[rp](const key_actor& k) mutable { rp.delegate(k, reset_atom::value); },
+                [rp](const caf::error& e) mutable { rp.deliver(e); },
+                [rp]() mutable {
+                  rp.deliver(make_error(core::errc::not_found, "no such API key"));
+                }});
+      return rp;
     },
     [=](key_changed_atom, const core::key_record& key, bool deleted) {
       if (auto it = self->state.live.find(key.hash); it != self->state.live.end())

@@ -4,6 +4,7 @@
 #include "http/api/auth.hpp"
 #include "http/api/keys.hpp"
 #include "http/api/public_routes.hpp"
+#include "http/api/usage.hpp"
 #include "http/errors.hpp"
 
 namespace tollgate::http {
@@ -31,6 +32,7 @@ route_set build_routes() {
   const access keys{"keys"};
   const access account{"account"};
   const access admin{"admin", true};
+  const access usage{"usage"};
 
   // Keys and account (gateway reference).
   add("POST", "/user/api-keys", authenticated(keys, api::create_own_key), true);
@@ -53,6 +55,21 @@ route_set build_routes() {
   add("POST", "/api/v1/admin/api-keys/{id}/revoke", authenticated(admin, api::admin_revoke_key),
       true);
   add("DELETE", "/api/v1/admin/api-keys/{id}", authenticated(admin, api::admin_delete_key), true);
+
+  // Usage and limits (token-tracking page, gateway reference, scans API).
+  add("GET", "/api/usage", authenticated(usage, api::my_usage), true);
+  add("GET", "/api/rate-limit/status", authenticated(usage, api::rate_limit_status), true);
+  add("POST", "/api/admin/set-limits/{api_key_hash}",
+      authenticated(admin, api::admin_set_token_limits), true);
+  add("GET", "/api/admin/usage/{api_key_hash}", authenticated(admin, api::admin_key_usage), true);
+  add("GET", "/api/admin/all-usage", authenticated(admin, api::admin_all_usage), true);
+  add("DELETE", "/api/admin/reset-usage/{api_key_hash}",
+      authenticated(admin, api::admin_reset_usage), true);
+  add("GET", "/admin/rate-limits/{user_id}", authenticated(admin, api::admin_get_rate_limits),
+      true);
+  add("POST", "/admin/rate-limits", authenticated(admin, api::admin_set_rate_limits), true);
+  add("GET", "/api/v1/admin/api-keys/{id}/rate-limit",
+      authenticated(admin, api::admin_key_rate_limit), true);
 
   return {std::move(table), std::move(handlers)};
 }

@@ -72,17 +72,6 @@ std::string message_body(const char* message) {
   return w.take();
 }
 
-/// Sixteen lower-case hex characters name a key by hash. An id that long
-/// (>= 10^15) is never issued, so the two forms cannot be confused.
-bool is_short_hash(std::string_view s) noexcept {
-  if (s.size() != 16)
-    return false;
-  for (const char c : s)
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-      return false;
-  return true;
-}
-
 std::int64_t now_seconds(const actors::services& svc) {
   return std::chrono::duration_cast<std::chrono::seconds>(svc.clock->now().time_since_epoch())
     .count();

@@ -359,3 +359,99 @@ parsed<role_body> parse_role(std::string_view body) {
 }
 
 } // namespace tollgate::http::api
+
+namespace tollgate::http::api {
+
+namespace {
+
+std::string get_limit(simdjson::dom::element e, std::string_view field, std::int64_t& out) {
+  std::int64_t v = 0;
+  if (e.get(v) != simdjson::SUCCESS || v < 0 || v > 1'000'000'000'000)
+    return std::string{field} + " must be an integer from 0 (back to the default) to 10^12";
+  out = v;
+  return {};
+}
+
+} // namespace
+
+bool is_short_hash(std::string_view s) noexcept {
+  if (s.size() != 16)
+    return false;
+  for (const char c : s)
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+      return false;
+  return true;
+}
+
+parsed<token_limits_body> parse_token_limits(std::string_view body) {
+  parsed<token_limits_body> r;
+  json_body j{body};
+  if (!j.error.empty()) {
+    r.error = j.error;
+    return r;
+  }
+  auto& v = r.value;
+  r.error = each_field(j.object, [&](std::string_view k, simdjson::dom::element e, bool& known)
+                                   -> std::string {
+    known = true;
+    if (k == "daily_limit")
+      return get_limit(e, "daily_limit", v.daily_limit);
+    if (k == "monthly_limit")
+      return get_limit(e, "monthly_limit", v.monthly_limit);
+    known = false;
+    return {};
+  });
+  if (r && v.daily_limit < 0 && v.monthly_limit < 0)
+    r.error = "send daily_limit and/or monthly_limit";
+  return r;
+}
+
+parsed<user_limits_body> parse_user_limits(std::string_view body) {
+  parsed<user_limits_body> r;
+  json_body j{body};
+  if (!j.error.empty()) {
+    r.error = j.error;
+    return r;
+  }
+  auto& v = r.value;
+  r.error = each_field(j.object, [&](std::string_view k, simdjson::dom::element e, bool& known)
+                                   -> std::string {
+    known = true;
+    if (k == "user_id") {
+      std::uint64_t id = 0;
+      // The reference shows "user_123"; accept that and plain numbers.
+      std::string_view text;
+      if (e.get(id) == simdjson::SUCCESS && id > 0) {
+        v.user_id = id;
+        return {};
+      }
+      if (e.get(text) == simdjson::SUCCESS) {
+        if (text.rfind("user_", 0) == 0)
+          text.remove_prefix(5);
+        auto parsed_id = parse_id(text, "user_id");
+        if (parsed_id) {
+          v.user_id = parsed_id.value;
+          return {};
+        }
+      }
+      return "user_id must be a positive integer";
+    }
+    if (k == "requests_per_minute")
+      return get_limit(e, "requests_per_minute", v.per_minute);
+    if (k == "requests_per_hour")
+      return get_limit(e, "requests_per_hour", v.per_hour);
+    if (k == "requests_per_day")
+      return get_limit(e, "requests_per_day", v.per_day);
+    if (k == "reason")
+      return get_string(e, "reason", 500, true, v.reason);
+    known = false;
+    return {};
+  });
+  if (r && v.user_id == 0)
+    r.error = "user_id is required";
+  else if (r && v.per_minute < 0 && v.per_hour < 0 && v.per_day < 0)
+    r.error = "send requests_per_minute, requests_per_hour and/or requests_per_day";
+  return r;
+}
+
+} // namespace tollgate::http::api

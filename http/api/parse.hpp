@@ -77,3 +77,30 @@ struct role_body {
 parsed<role_body> parse_role(std::string_view body);
 
 } // namespace tollgate::http::api
+
+namespace tollgate::http::api {
+
+struct token_limits_body {
+  std::int64_t daily_limit = -1;    ///< -1: unchanged; 0: back to the default
+  std::int64_t monthly_limit = -1;
+};
+
+/// POST /api/admin/set-limits/{api_key_hash}: daily_limit and/or monthly_limit.
+parsed<token_limits_body> parse_token_limits(std::string_view body);
+
+struct user_limits_body {
+  std::uint64_t user_id = 0;
+  std::int64_t per_minute = -1;  ///< -1: unchanged; 0: back to the default
+  std::int64_t per_hour = -1;
+  std::int64_t per_day = -1;
+  std::string reason;
+};
+
+/// POST /admin/rate-limits: user_id and at least one of requests_per_minute,
+/// requests_per_hour, requests_per_day.
+parsed<user_limits_body> parse_user_limits(std::string_view body);
+
+/// True for an api_key_hash: 16 lower-case hex characters.
+bool is_short_hash(std::string_view s) noexcept;
+
+} // namespace tollgate::http::api

@@ -1,5 +1,6 @@
 // Per-key request limits through the real server, on an injected clock.
 
+#include "core/api_key.hpp"
 #include "core/rate_limit.hpp"
 #include "metrics/registry.hpp"
 #include "core/time_format.hpp"
@@ -210,4 +211,175 @@ TEST_CASE("an idle key actor's counters come back when it respawns", "[integrati
   auto r = g.call("GET", "/user/balance", a.key);
   CHECK(r.status == 200);
   CHECK(r.header("x-ratelimit-remaining") == "1");
+}
+
+TEST_CASE("an admin override replaces the default and plan limits, route limits still apply",
+          "[integration][limits]") {
+  test::temp_dir dir;
+  core::manual_clock clock{at("2026-05-01T10:00:15Z")};
+  instance g{dir.str("data"), clock, [](core::config& c) {
+               c.limits.per_minute = 3;
+               core::route_limit_config r;
+               r.method = "GET";
+               r.path = "/user/balance";
+               r.limit = 2;
+               c.limits.routes.push_back(r);
+             }};
+  auto a = create_user(g, "alice");
+  // The admin has the same default of 3 per minute: give it room first.
+  auto r = g.call("POST", "/admin/rate-limits", g.admin(),
+                  R"({"user_id": 1, "requests_per_minute": 1000})");
+  REQUIRE(r.status == 200);
+  r = g.call("POST", "/admin/rate-limits", g.admin(),
+             R"({"user_id": "user_)" + std::to_string(a.id)
+               + R"(", "requests_per_minute": 5, "requests_per_hour": 1000, "reason": "Premium customer"})");
+  REQUIRE(r.status == 200);
+  auto d = json(r);
+  CHECK(str(d["message"]) == "Rate limits updated successfully");
+  CHECK(d["rate_limits"]["requests_per_minute"].GetInt() == 5);
+  CHECK(d["rate_limits"]["requests_per_hour"].GetInt() == 1000);
+  CHECK(d["rate_limits"]["requests_per_day"].GetInt() == 1000);  // not overridden
+
+  r = g.call("GET", "/user/api-keys", a.key);
+  CHECK(r.header("ratelimit-policy") == R"("minute";q=5;w=60, "hour";q=1000;w=3600, "day";q=1000;w=86400)");
+  for (int i = 0; i < 4; ++i)
+    REQUIRE(g.call("GET", "/user/api-keys", a.key).status == 200);
+  CHECK(g.call("GET", "/user/api-keys", a.key).status == 429);  // 5 per minute, not 3
+
+  // The route's own limit is not lifted by the override.
+  clock.advance(60s);
+  REQUIRE(g.call("GET", "/user/balance", a.key).status == 200);
+  REQUIRE(g.call("GET", "/user/balance", a.key).status == 200);
+  r = g.call("GET", "/user/balance", a.key);
+  CHECK(r.status == 429);
+  CHECK(str(json(r)["policy"]) == "route");
+
+  // The gateway reference's read-back, with usage summed over the user's keys.
+  r = g.call("GET", "/admin/rate-limits/" + std::to_string(a.id), g.admin());
+  REQUIRE(r.status == 200);
+  d = json(r);
+  CHECK(d["rate_limits"]["requests_per_minute"].GetInt() == 5);
+  CHECK(d["rate_limits"]["custom_limits"]["GET /user/balance"].GetInt() == 2);
+  CHECK(d["current_usage"]["requests_this_minute"].GetInt() == 2);
+  CHECK(d["current_usage"]["requests_this_hour"].GetInt() == 7);
+  CHECK(d["current_usage"]["requests_this_day"].GetInt() == 7);
+
+  // The audit log has it.
+  auto audit = json(g.call("GET", "/admin/audit-logs?action=rate_limits_changed", g.admin()));
+  CHECK(audit["total"].GetInt() == 2);
+}
+
+TEST_CASE("usage routes: own usage, status, admin usage, token limits, reset",
+          "[integration][limits]") {
+  test::temp_dir dir;
+  core::manual_clock clock{at("2026-05-01T10:00:15Z")};
+  instance g{dir.str("data"), clock, [](core::config& c) { c.limits.per_minute = 100; }};
+  auto a = create_user(g, "alice");
+  const auto hash = core::api_key::short_hash(core::api_key::sha256_hex(a.key));
+  for (int i = 0; i < 3; ++i)
+    REQUIRE(g.call("GET", "/user/balance", a.key).status == 200);
+
+  auto r = g.call("GET", "/api/usage", a.key);
+  REQUIRE(r.status == 200);
+  auto d = json(r);
+  CHECK(str(d["api_key_hash"]) == hash);
+  CHECK(d["usage"]["total_requests"].GetInt() == 4);  // this one included
+  CHECK(d["usage"]["daily_tokens_limit"].GetInt() == 100000);
+  CHECK(d["usage"]["monthly_tokens_limit"].GetInt() == 2000000);
+  CHECK(d["usage"]["daily_tokens_remaining"].GetInt() == 100000);
+  CHECK(d["usage"]["daily_utilization_percent"].GetDouble() == 0.0);
+
+  r = g.call("GET", "/api/rate-limit/status", a.key);
+  REQUIRE(r.status == 200);
+  d = json(r);
+  bool saw_minute = false;
+  for (const auto& p : d["policies"].GetArray()) {
+    if (str(p["name"]) != "minute")
+      continue;
+    saw_minute = true;
+    CHECK(p["used"].GetInt() == 5);
+    CHECK(p["limit"].GetInt() == 100);
+    CHECK(str(p["reset_time"]) == "2026-05-01T10:01:00Z");
+  }
+  CHECK(saw_minute);
+
+  // Admin views by api_key_hash; token budgets per key.
+  r = g.call("GET", "/api/admin/usage/" + hash, g.admin());
+  REQUIRE(r.status == 200);
+  CHECK(json(r)["usage"]["total_requests"].GetInt() == 5);  // alice's, not the admin's
+  r = g.call("POST", "/api/admin/set-limits/" + hash, g.admin(),
+             R"({"daily_limit": 50000, "monthly_limit": 1000000})");
+  REQUIRE(r.status == 200);
+  CHECK(json(r)["limits"]["daily_limit"].GetInt() == 50000);
+  d = json(g.call("GET", "/api/usage", a.key));
+  CHECK(d["usage"]["daily_tokens_limit"].GetInt() == 50000);
+  CHECK(d["usage"]["monthly_tokens_limit"].GetInt() == 1000000);
+
+  r = g.call("GET", "/api/admin/all-usage", g.admin());
+  REQUIRE(r.status == 200);
+  d = json(r);
+  CHECK(d["count"].GetInt() == 2);  // the admin's key and alice's
+
+  r = g.call("GET", "/api/v1/admin/api-keys/" + std::to_string(a.key_id) + "/rate-limit",
+             g.admin());
+  REQUIRE(r.status == 200);
+  d = json(r);
+  CHECK(d["api_key_id"].GetUint64() == a.key_id);
+  CHECK(d["current_usage"]["requests_in_window"].GetInt() == 6);
+  CHECK(d["current_usage"]["limit"].GetInt() == 100);
+  CHECK(d["current_usage"]["remaining"].GetInt() == 94);
+  CHECK(str(d["current_usage"]["reset_time"]) == "2026-05-01T10:01:00Z");
+
+  r = g.call("DELETE", "/api/admin/reset-usage/" + hash, g.admin());
+  REQUIRE(r.status == 200);
+  CHECK(json(r)["usage"]["total_requests"].GetInt() == 0);
+  r = g.call("GET", "/user/balance", a.key);
+  CHECK(r.header("x-ratelimit-remaining") == "99");
+}
+
+TEST_CASE("limits routes refuse bad input with the field named", "[integration][limits]") {
+  test::temp_dir dir;
+  instance g{dir.str("data"), core::system_clock::instance(),
+             [](core::config& c) { c.limits.per_minute = 1000; }};
+  const auto admin = g.admin();
+  struct bad {
+    std::string method;
+    std::string path;
+    std::string body;
+    int status;
+    std::string detail;
+  };
+  const std::vector<bad> cases = {
+    {"POST", "/api/admin/set-limits/xyz", R"({"daily_limit":1})", 400, "api_key_hash"},
+    {"POST", "/api/admin/set-limits/0123456789abcdef", "{}", 400, "daily_limit"},
+    {"POST", "/api/admin/set-limits/0123456789abcdef", R"({"daily_limit":-5})", 400,
+     "daily_limit must be an integer"},
+    {"POST", "/api/admin/set-limits/0123456789abcdef", R"({"daily_limit":5})", 404, "not found"},
+    {"GET", "/api/admin/usage/not-a-hash", "", 400, "api_key_hash"},
+    {"GET", "/api/admin/usage/0123456789abcdef", "", 404, "not found"},
+    {"DELETE", "/api/admin/reset-usage/0123456789abcdef", "", 404, "not found"},
+    {"GET", "/api/admin/all-usage?limit=abc", "", 400, "limit"},
+    {"GET", "/admin/rate-limits/abc", "", 400, "user_id"},
+    {"GET", "/admin/rate-limits/999", "", 404, "not found"},
+    {"POST", "/admin/rate-limits", R"({"requests_per_minute":5})", 400, "user_id is required"},
+    {"POST", "/admin/rate-limits", R"({"user_id":1})", 400, "requests_per_minute"},
+    {"POST", "/admin/rate-limits", R"({"user_id":1,"requests_per_hour":"lots"})", 400,
+     "requests_per_hour"},
+    {"POST", "/admin/rate-limits", R"({"user_id":1,"requests_per_day":1,"burst":3})", 400,
+     "unknown field 'burst'"},
+    {"POST", "/admin/rate-limits", R"({"user_id":999,"requests_per_day":1})", 404, "not found"},
+    {"GET", "/api/v1/admin/api-keys/abc/rate-limit", "", 400, "id"},
+  };
+  for (const auto& c : cases) {
+    auto r = g.call(c.method, c.path, admin, c.body);
+    INFO(c.method << " " << c.path << " " << c.body << " -> " << r.body);
+    CHECK(r.status == c.status);
+    CHECK(str(json(r)["detail"]).find(c.detail) != std::string::npos);
+  }
+  // A user may not use the admin routes.
+  auto a = create_user(g, "alice");
+  CHECK(g.call("GET", "/api/admin/all-usage", a.key).status == 403);
+  CHECK(g.call("POST", "/admin/rate-limits", a.key, R"({"user_id":2,"requests_per_day":9})")
+          .status
+        == 403);
 }
