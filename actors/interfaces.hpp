@@ -53,6 +53,8 @@ using usage_atom = caf::atom_constant<caf::atom("usage")>;
 using persist_atom = caf::atom_constant<caf::atom("persist")>;
 using reset_atom = caf::atom_constant<caf::atom("reset")>;
 using set_limits_atom = caf::atom_constant<caf::atom("set_lim")>;
+using reserve_atom = caf::atom_constant<caf::atom("reserve")>;
+using settle_atom = caf::atom_constant<caf::atom("settle")>;
 
 /// Errors that actors answer with: a core::errc plus a message for the
 /// client, in the "tollgate" category.
@@ -159,6 +161,22 @@ struct auth_decision {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, auth_decision& x) {
   return f(x.code, x.detail, x.who, x.limits);
+}
+
+/// The answer to a token reservation: granted (and held until settled), or
+/// refused by the named budget with what is left of it.
+struct token_reservation {
+  bool granted = false;
+  std::int64_t tokens = 0;
+  std::string budget;             ///< "tokens_day" or "tokens_month" when refused
+  std::int64_t remaining_day = 0;
+  std::int64_t remaining_month = 0;
+  std::int64_t retry_after = 0;   ///< seconds until the refusing budget resets
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, token_reservation& x) {
+  return f(x.granted, x.tokens, x.budget, x.remaining_day, x.remaining_month, x.retry_after);
 }
 
 /// One policy's state for the usage routes.
@@ -415,6 +433,8 @@ using key_actor = caf::typed_actor<
   caf::replies_to<auth_atom, std::string, admission>::with<auth_decision>,
   caf::replies_to<usage_atom>::with<key_usage>,
   caf::replies_to<reset_atom>::with<key_usage>,
+  caf::replies_to<reserve_atom, std::int64_t>::with<token_reservation>,
+  caf::replies_to<settle_atom, std::int64_t, std::int64_t>::with<key_usage>,
   caf::reacts_to<persist_atom>,
   caf::replies_to<flush_atom>::with<write_ack>,
   caf::reacts_to<key_changed_atom, core::key_record, bool>,
@@ -428,6 +448,8 @@ using key_directory_actor = caf::typed_actor<
   caf::replies_to<auth_atom, std::string, admission>::with<auth_decision>,
   caf::replies_to<usage_atom, std::string>::with<key_usage>,
   caf::replies_to<reset_atom, std::string>::with<key_usage>,
+  caf::replies_to<reserve_atom, std::string, std::int64_t>::with<token_reservation>,
+  caf::replies_to<settle_atom, std::string, std::int64_t, std::int64_t>::with<key_usage>,
   caf::reacts_to<key_changed_atom, core::key_record, bool>,
   caf::reacts_to<user_changed_atom, core::user_record>,
   caf::reacts_to<idle_atom, std::string>,

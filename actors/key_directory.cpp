@@ -49,7 +49,9 @@ struct key_state {
   std::uint64_t total_requests = 0;
   bool dirty = false;
   bool persist_scheduled = false;
-  metrics::counter* rejected = nullptr;
+  metrics::counter* tokens_reserved = nullptr;
+  metrics::counter* tokens_settled = nullptr;
+  metrics::counter* reservations_refused = nullptr;
 };
 
 using key_pointer = key_actor::stateful_pointer<key_state>;
@@ -106,6 +108,31 @@ void persist(key_pointer self) {
           spdlog::error("key actor: counters not saved: {}", ack.error);
       },
       [](caf::error& e) { spdlog::error("key actor: counters not saved: {}", to_string(e)); });
+}
+
+std::vector<storage::write_op> counter_ops(const key_state& st) {
+  std::vector<std::pair<std::string, core::limiter_state>> counters;
+  for (const auto& [name, l] : st.limiters)
+    counters.emplace_back(name, l.state());
+  return {{static_cast<std::uint8_t>(storage::column::usage), usage_key(st.key.hash),
+           encode_counters(counters, st.total_requests), false}};
+}
+
+/// Writes the counters now and runs `then` once storage answered. Token
+/// usage is money: it is acknowledged only when it is stored. `await` keeps
+/// the key's other messages waiting meanwhile, so nothing reads a budget
+/// that is not yet durable.
+template <class Then>
+void write_through(key_pointer self, Then then) {
+  auto& st = self->state;
+  if (!st.cfg.storage) {
+    then(std::string{});
+    return;
+  }
+  st.dirty = false;
+  self->request(st.cfg.storage, std::chrono::seconds{10}, write_atom::value, counter_ops(st))
+    .await([then](write_ack& ack) mutable { then(ack.error); },
+           [then](caf::error& e) mutable { then(to_string(e)); });
 }
 
 limit_report admit(key_pointer self, const admission& a) {
@@ -198,6 +225,74 @@ key_actor::behavior_type key_impl(key_pointer self) {
       return d;
     },
     [=](usage_atom) -> key_usage { return usage_of(self->state); },
+    [=](reserve_atom, std::int64_t tokens) -> caf::result<token_reservation> {
+      auto& st = self->state;
+      token_reservation r;
+      r.tokens = tokens;
+      if (tokens < 0)
+        return make_error(core::errc::bad_request, "a reservation cannot be negative");
+      const auto now = st.clock->now();
+      std::vector<core::limiter*> budgets;
+      for (const char* name : {"tokens_day", "tokens_month"})
+        if (auto it = st.limiters.find(name); it != st.limiters.end())
+          budgets.push_back(&it->second);
+      const auto d = core::admit(budgets, now, tokens);
+      const auto left = [&](const char* name) -> std::int64_t {
+        auto it = st.limiters.find(name);
+        return it == st.limiters.end()
+                 ? 0
+                 : std::max<std::int64_t>(0, it->second.policy().limit - it->second.used(now));
+      };
+      r.remaining_day = left("tokens_day");
+      r.remaining_month = left("tokens_month");
+      if (!budgets.empty() && !d.allowed) {
+        r.budget = d.policy;
+        r.retry_after = d.retry_after.count();
+        if (st.reservations_refused != nullptr)
+          st.reservations_refused->inc();
+        return r;
+      }
+      r.granted = true;
+      if (st.tokens_reserved != nullptr)
+        st.tokens_reserved->inc(static_cast<std::uint64_t>(tokens));
+      auto rp = self->make_response_promise<token_reservation>();
+      write_through(self, [rp, r, self, budgets_copy = budgets, tokens](
+                            const std::string& error) mutable {
+        if (error.empty()) {
+          rp.deliver(r);
+          return;
+        }
+        // Not stored: give the tokens back and refuse.
+        for (auto* b : budgets_copy)
+          b->refund(self->state.clock->now(), tokens);
+        rp.deliver(make_error(core::errc::unavailable, "token usage could not be stored"));
+      });
+      return rp;
+    },
+    [=](settle_atom, std::int64_t reserved, std::int64_t used) -> caf::result<key_usage> {
+      auto& st = self->state;
+      if (reserved < 0 || used < 0)
+        return make_error(core::errc::bad_request, "token counts cannot be negative");
+      const auto now = st.clock->now();
+      for (const char* name : {"tokens_day", "tokens_month"}) {
+        auto it = st.limiters.find(name);
+        if (it == st.limiters.end())
+          continue;
+        if (used < reserved)
+          it->second.refund(now, reserved - used);
+        else if (used > reserved)
+          it->second.consume(now, used - reserved);  // real use is always counted
+      }
+      if (st.tokens_settled != nullptr)
+        st.tokens_settled->inc(static_cast<std::uint64_t>(used));
+      auto rp = self->make_response_promise<key_usage>();
+      write_through(self, [rp, self](const std::string& error) mutable {
+        if (!error.empty())
+          spdlog::error("key actor: settled token usage not stored: {}", error);
+        rp.deliver(usage_of(self->state));
+      });
+      return rp;
+    },
     [=](reset_atom) -> key_usage {
       // An admin's reset: every window and budget of the key starts empty.
       auto& st = self->state;
@@ -282,6 +377,9 @@ struct directory_state {
   std::unordered_map<std::string, std::vector<waiting>> pending;
   metrics::gauge* live_gauge = nullptr;
   metrics::counter* spawned = nullptr;
+  metrics::counter* tokens_reserved = nullptr;
+  metrics::counter* tokens_settled = nullptr;
+  metrics::counter* reservations_refused = nullptr;
 };
 
 using directory_pointer = key_directory_actor::stateful_pointer<directory_state>;
@@ -311,9 +409,13 @@ void spawn_key(directory_pointer self, const std::string& hash, key_lookup& foun
   // Linked: when the directory goes down (shutdown), its key actors go with it.
   auto actor = self->spawn<caf::linked>(
     [key = found.key, user = found.user, clock = st.clock, dir = key_directory_actor{self},
-     cfg = st.cfg, counters = std::move(counters),
-     total](key_pointer k) mutable -> key_actor::behavior_type {
+     cfg = st.cfg, counters = std::move(counters), total, reserved = st.tokens_reserved,
+     settled = st.tokens_settled,
+     refused = st.reservations_refused](key_pointer k) mutable -> key_actor::behavior_type {
       auto& ks = k->state;
+      ks.tokens_reserved = reserved;
+      ks.tokens_settled = settled;
+      ks.reservations_refused = refused;
       ks.key = std::move(key);
       ks.user = std::move(user);
       ks.clock = clock;
@@ -416,6 +518,32 @@ key_directory_actor::behavior_type directory_impl(directory_pointer self) {
       auto rp = self->make_response_promise<key_usage>();
       with_key(self, hash,
                {[rp](const key_actor& k) mutable { rp.delegate(k, usage_atom::value); },
+                [rp](const caf::error& e) mutable { rp.deliver(e); },
+                [rp]() mutable {
+                  rp.deliver(make_error(core::errc::not_found, "no such API key"));
+                }});
+      return rp;
+    },
+    [=](reserve_atom, const std::string& hash,
+        std::int64_t tokens) -> caf::result<token_reservation> {
+      auto rp = self->make_response_promise<token_reservation>();
+      with_key(self, hash,
+               {[rp, tokens](const key_actor& k) mutable {
+                  rp.delegate(k, reserve_atom::value, tokens);
+                },
+                [rp](const caf::error& e) mutable { rp.deliver(e); },
+                [rp]() mutable {
+                  rp.deliver(make_error(core::errc::not_found, "no such API key"));
+                }});
+      return rp;
+    },
+    [=](settle_atom, const std::string& hash, std::int64_t reserved,
+        std::int64_t used) -> caf::result<key_usage> {
+      auto rp = self->make_response_promise<key_usage>();
+      with_key(self, hash,
+               {[rp, reserved, used](const key_actor& k) mutable {
+                  rp.delegate(k, settle_atom::value, reserved, used);
+                },
                 [rp](const caf::error& e) mutable { rp.deliver(e); },
                 [rp]() mutable {
                   rp.deliver(make_error(core::errc::not_found, "no such API key"));
@@ -536,8 +664,17 @@ key_directory_actor spawn_key_directory(caf::actor_system& sys, const core::cloc
   auto& live = metrics.gauge_metric("tollgate_key_actors_live", "Key actors currently running.");
   auto& spawned = metrics.counter_metric("tollgate_key_actors_spawned_total",
                                          "Key actors started (first use or after idling).");
-  return sys.spawn([&clock, cfg = std::move(cfg), &live,
-                    &spawned](directory_pointer self) -> key_directory_actor::behavior_type {
+  auto& reserved = metrics.counter_metric("tollgate_tokens_reserved_total",
+                                          "Tokens reserved against budgets before upstream calls.");
+  auto& settled = metrics.counter_metric("tollgate_tokens_settled_total",
+                                         "Tokens actually used, as settled after upstream calls.");
+  auto& refused = metrics.counter_metric("tollgate_token_reservations_refused_total",
+                                         "Reservations refused because a token budget was spent.");
+  return sys.spawn([&clock, cfg = std::move(cfg), &live, &spawned, &reserved, &settled,
+                    &refused](directory_pointer self) -> key_directory_actor::behavior_type {
+    self->state.tokens_reserved = &reserved;
+    self->state.tokens_settled = &settled;
+    self->state.reservations_refused = &refused;
     self->state.clock = &clock;
     self->state.cfg = cfg;
     self->state.live_gauge = &live;

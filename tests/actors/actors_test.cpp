@@ -2,6 +2,7 @@
 #include "actors/key_directory.hpp"
 #include "actors/router.hpp"
 #include "actors/storage_actor.hpp"
+#include "core/api_key.hpp"
 #include "metrics/registry.hpp"
 
 #include "support/temp_dir.hpp"
@@ -229,4 +230,117 @@ TEST_CASE("accounts undo a change that storage refused", "[actors][accounts]") {
              [](caf::error& e) { FAIL(to_string(e)); });
   caf::anon_send_exit(accounts, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(directory, caf::exit_reason::user_shutdown);
+}
+
+namespace {
+
+/// Storage, accounts and a key directory with limits over one store.
+struct key_env {
+  actor_env env;
+  metrics::registry reg;
+  core::manual_clock clock{std::chrono::system_clock::time_point{std::chrono::hours{24 * 20000}}};
+  actors::storage_actor storage;
+  actors::key_directory_actor directory;
+  actors::accounts_actor accounts;
+  std::string hash;
+  bool graceful = true;  ///< false: no flush at the end, as in a crash
+
+  key_env(const std::string& db_dir, std::int64_t tokens_per_day) {
+    auto db = std::shared_ptr<storage::store>(storage::store::open({db_dir, false}));
+    auto snap = actors::load_accounts(*db);
+    storage = actors::spawn_storage_actor(env.sys, db, {0ms, 1024}, reg);
+    auto limits = std::make_shared<core::limits_config>();
+    limits->tokens_per_day = tokens_per_day;
+    actors::key_directory_config cfg;
+    cfg.limits = limits;
+    cfg.storage = storage;
+    directory = actors::spawn_key_directory(env.sys, clock, cfg, reg);
+    const bool fresh = snap.users.empty();
+    core::user_record u;
+    core::key_record k;
+    if (fresh) {
+      u.id = 1;
+      u.username = "alice";
+      k.id = 1;
+      k.user_id = 1;
+      k.hash = core::api_key::sha256_hex("not-a-real-key");
+      snap.users.push_back(u);
+      snap.keys.push_back(k);
+    }
+    hash = snap.keys.front().hash;
+    accounts = actors::spawn_accounts(env.sys, snap, storage, directory, clock, {});
+    caf::anon_send(directory, actors::lookup_atom::value, accounts);
+  }
+  ~key_env() {
+    caf::scoped_actor self{env.sys};
+    if (graceful) {
+      self->request(directory, 5s, actors::flush_atom::value).receive([](std::uint64_t) {},
+                                                                      [](caf::error&) {});
+      self->request(storage, 5s, actors::flush_atom::value).receive([](actors::write_ack&) {},
+                                                                    [](caf::error&) {});
+    }
+    for (auto* a : {&directory})
+      caf::anon_send_exit(*a, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(accounts, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(storage, caf::exit_reason::user_shutdown);
+  }
+};
+
+} // namespace
+
+TEST_CASE("200 concurrent token reservations never overrun a budget", "[actors][tokens]") {
+  test::temp_dir dir;
+  key_env k{dir.str("db"), 100'000};
+  caf::scoped_actor self{k.env.sys};
+  for (int i = 0; i < 200; ++i)
+    self->send(k.directory, actors::reserve_atom::value, k.hash, std::int64_t{1000});
+  int granted = 0;
+  int refused = 0;
+  int received = 0;
+  self->receive_for(received, 200)([&](const actors::token_reservation& r) {
+    if (r.granted) {
+      ++granted;
+    } else {
+      ++refused;
+      CHECK(r.budget == "tokens_day");
+      CHECK(r.remaining_day == 0);
+      CHECK(r.retry_after >= 1);
+    }
+  });
+  CHECK(granted == 100);
+  CHECK(refused == 100);
+
+  // Settling gives back what was not used; real use is always counted.
+  self->request(k.directory, 5s, actors::settle_atom::value, k.hash, std::int64_t{1000},
+                std::int64_t{400})
+    .receive(
+      [](const actors::key_usage& u) {
+        for (const auto& p : u.policies)
+          if (p.name == "tokens_day")
+            CHECK(p.used == 99'400);
+      },
+      [](caf::error& e) { FAIL(to_string(e)); });
+  self->request(k.directory, 5s, actors::reserve_atom::value, k.hash, std::int64_t{601})
+    .receive([](const actors::token_reservation& r) { CHECK_FALSE(r.granted); },
+             [](caf::error& e) { FAIL(to_string(e)); });
+  self->request(k.directory, 5s, actors::reserve_atom::value, k.hash, std::int64_t{600})
+    .receive([](const actors::token_reservation& r) { CHECK(r.granted); },
+             [](caf::error& e) { FAIL(to_string(e)); });
+}
+
+TEST_CASE("token usage is stored before it is acknowledged", "[actors][tokens]") {
+  test::temp_dir dir;
+  {
+    key_env k{dir.str("db"), 10'000};
+    k.graceful = false;  // no shutdown flush: only the write-through can have stored it
+    caf::scoped_actor self{k.env.sys};
+    self->request(k.directory, 5s, actors::reserve_atom::value, k.hash, std::int64_t{7000})
+      .receive([](const actors::token_reservation& r) { REQUIRE(r.granted); },
+               [](caf::error& e) { FAIL(to_string(e)); });
+  }
+  key_env again{dir.str("db"), 10'000};
+  caf::scoped_actor self{again.env.sys};
+  self->request(again.directory, 5s, actors::reserve_atom::value, again.hash, std::int64_t{3001})
+    .receive([](const actors::token_reservation& r) { CHECK_FALSE(r.granted); },
+             [](caf::error& e) { FAIL(to_string(e)); });
 }
