@@ -9,13 +9,17 @@
 
 #include <chrono>
 #include <functional>
+#include <unordered_map>
 #include <memory>
 #include <string_view>
 #include <vector>
 
 namespace tollgate::metrics {
 class registry;
-}
+class counter;
+template <class Metric>
+class family;
+} // namespace tollgate::metrics
 
 namespace tollgate::actors {
 
@@ -27,6 +31,8 @@ struct services {
   bool allow_anonymous = false;
   /// The limits configuration (header dialects per route group).
   std::shared_ptr<const core::limits_config> limits;
+  /// tollgate_limit_decisions_total{route, policy, outcome}.
+  metrics::family<metrics::counter>* limit_decisions = nullptr;
   metrics::registry* metrics = nullptr;
   const core::clock* clock = nullptr;
   std::chrono::steady_clock::time_point started;
@@ -54,6 +60,9 @@ struct handler_table {
 struct router_state {
   std::shared_ptr<const handler_table> table;
   services svc;
+  /// Per-router cache of metric children, so the hot path does not take the
+  /// metric family's lock; keyed by the caller (see auth.cpp).
+  std::unordered_map<std::uint64_t, metrics::counter*> counter_cache;
 };
 
 /// Behaviour of a router actor: looks up the handler by route id and runs it.

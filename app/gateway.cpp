@@ -112,6 +112,10 @@ void gateway::start() {
   svc.directory = s.directory;
   svc.allow_anonymous = s.cfg.auth.allow_anonymous;
   svc.limits = limits;
+  svc.limit_decisions = &s.registry.counters(
+    "tollgate_limit_decisions_total",
+    "Metered requests by route template, deciding (most restrictive) policy and outcome.",
+    {"route", "policy", "outcome"});
   svc.metrics = &s.registry;
   svc.clock = &s.clock;
   svc.started = started;

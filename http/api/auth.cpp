@@ -3,6 +3,7 @@
 #include "core/api_key.hpp"
 #include "http/api/common.hpp"
 #include "http/api/ratelimit.hpp"
+#include "metrics/registry.hpp"
 
 #include <caf/typed_event_based_actor.hpp>
 #include <spdlog/spdlog.h>
@@ -52,6 +53,31 @@ private:
 std::int64_t now_epoch(const actors::services& svc) {
   return std::chrono::duration_cast<std::chrono::seconds>(svc.clock->now().time_since_epoch())
     .count();
+}
+
+std::uint64_t policy_code(std::string_view name) noexcept {
+  if (name == "minute")
+    return 0;
+  if (name == "hour")
+    return 1;
+  if (name == "day")
+    return 2;
+  if (name == "route")
+    return 3;
+  return 4;
+}
+
+/// tollgate_limit_decisions_total, through the router's own cache: the
+/// family's lock and label vectors are paid once per (route, policy,
+/// outcome) and router, not per request.
+void count_decision(actors::router_pointer self, const actors::services& svc,
+                    const core::api_request& req, const actors::limit_report& r) {
+  const std::uint64_t key = (std::uint64_t{req.route_id} << 8) | (policy_code(r.policy) << 1)
+                            | (r.allowed ? 1U : 0U);
+  auto& slot = self->state.counter_cache[key];
+  if (slot == nullptr)
+    slot = &svc.limit_decisions->with({req.route, r.policy, r.allowed ? "admitted" : "rejected"});
+  slot->inc();
 }
 
 void reject_rate_limited(const actors::services& svc, const access& a, core::api_request& req,
@@ -132,6 +158,8 @@ actors::route_handler authenticated(access a, authed_handler h) {
                 std::move(adm))
       .then(
         [a, h, self, &svc, req = std::move(req), out](actors::auth_decision& d) mutable {
+          if (d.limits.metered && svc.limit_decisions != nullptr)
+            count_decision(self, svc, req, d.limits);
           if (d.code == core::errc::too_many_requests) {
             reject_rate_limited(svc, a, req, out, d.limits);
             return;

@@ -97,6 +97,11 @@ TEST_CASE("over the limit: 429 with Retry-After and the combined body", "[integr
   auto ok = g.call("GET", "/user/balance", a.key);
   CHECK(ok.status == 200);
   CHECK(ok.header("x-ratelimit-remaining") == "2");
+  const auto text = g.gw->metrics().expose();
+  CHECK(text.find(R"(tollgate_limit_decisions_total{route="/user/balance",policy="minute",outcome="rejected"} 2)")
+        != std::string::npos);
+  CHECK(text.find(R"(tollgate_limit_decisions_total{route="/user/balance",policy="minute",outcome="admitted"} 4)")
+        != std::string::npos);
 }
 
 TEST_CASE("1000 simultaneous requests against a limit of 100 admit exactly 100",
