@@ -73,6 +73,26 @@ std::string rate_limited_body(const actors::limit_report& r, std::int64_t now_ep
   return w.take();
 }
 
+std::string token_limited_body(const actors::token_reservation& r, std::int64_t now_epoch) {
+  const bool daily = r.budget != "tokens_month";
+  const auto remaining = daily ? r.remaining_day : r.remaining_month;
+  const auto error = std::string{daily ? "Daily" : "Monthly"} + " token limit exceeded. Remaining: "
+                     + std::to_string(remaining) + " tokens";
+  json_writer w;
+  w->StartObject();
+  w.field("detail", error);
+  w.field("status_code", std::int64_t{429});
+  w.field("timestamp", core::iso8601(now_epoch));
+  w.field("status", "token_limit_exceeded");
+  w.field("error", error);
+  w.field("type", "token_limit_error");
+  w.field("estimated_tokens", r.tokens);
+  w.field("remaining_tokens", remaining);
+  w.field("retry_after", std::max<std::int64_t>(1, r.retry_after));
+  w->EndObject();
+  return w.take();
+}
+
 std::string openai_error_body(std::string_view message, std::string_view type,
                               std::string_view code) {
   json_writer w;

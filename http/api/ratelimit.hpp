@@ -29,6 +29,13 @@ const std::vector<std::string>& dialects_for(const core::limits_config& cfg,
 /// fields, the scans API's `error`/`message`, and `type`/`retry_after`.
 std::string rate_limited_body(const actors::limit_report& r, std::int64_t now_epoch);
 
+/// The 429 body for a spent token budget (token-tracking page), with the
+/// gateway reference's fields: {"detail", "status_code", "timestamp",
+/// "status": "token_limit_exceeded", "error": "Daily token limit exceeded.
+/// Remaining: N tokens", "type": "token_limit_error", "estimated_tokens",
+/// "remaining_tokens", "retry_after"}.
+std::string token_limited_body(const actors::token_reservation& r, std::int64_t now_epoch);
+
 /// OpenAI's error envelope for /v1/ routes: {"error": {"message", "type", "code"}}.
 std::string openai_error_body(std::string_view message, std::string_view type,
                               std::string_view code);

@@ -1,0 +1,74 @@
+#include "http/api/ratelimit.hpp"
+
+#include <catch2/catch.hpp>
+#include <rapidjson/document.h>
+
+using namespace tollgate;
+
+namespace {
+std::string header(const core::header_list& h, const std::string& name) {
+  for (const auto& [k, v] : h)
+    if (k == name)
+      return v;
+  return "<absent>";
+}
+} // namespace
+
+TEST_CASE("rate-limit headers per dialect", "[http][limits]") {
+  actors::limit_report r;
+  r.metered = true;
+  r.policy = "minute";
+  r.limit = 60;
+  r.remaining = 0;
+  r.reset = 1000;
+  r.window = 60;
+  r.allowed = false;
+  r.retry_after = 40;
+  r.policies = {{"minute", 60, 60}, {"day", 1000, 86400}};
+  core::header_list all;
+  http::api::add_rate_limit_headers(all, r, {"x-ratelimit", "ratelimit", "ietf"}, 960);
+  CHECK(header(all, "X-RateLimit-Reset") == "1000");
+  CHECK(header(all, "RateLimit-Reset") == "40");
+  CHECK(header(all, "RateLimit-Policy") == R"("minute";q=60;w=60, "day";q=1000;w=86400)");
+  CHECK(header(all, "RateLimit") == R"("minute";r=0;t=40)");
+  CHECK(header(all, "Retry-After") == "40");
+
+  core::header_list one;
+  http::api::add_rate_limit_headers(one, r, {"ratelimit"}, 960);
+  CHECK(header(one, "X-RateLimit-Limit") == "<absent>");
+  CHECK(header(one, "RateLimit-Policy") == "<absent>");
+  CHECK(header(one, "RateLimit-Limit") == "60");
+  CHECK(header(one, "Retry-After") == "40");  // a 429 always says when
+
+  core::limits_config cfg;
+  cfg.headers_by_group = {{"admin", {"x-ratelimit"}}};
+  CHECK(http::api::dialects_for(cfg, "admin") == std::vector<std::string>{"x-ratelimit"});
+  CHECK(http::api::dialects_for(cfg, "keys").size() == 3);
+
+  actors::limit_report unmetered;
+  core::header_list none;
+  http::api::add_rate_limit_headers(none, unmetered, {"x-ratelimit"}, 0);
+  CHECK(none.empty());
+}
+
+TEST_CASE("429 bodies: request limits, token budgets, OpenAI envelope", "[http][limits]") {
+  actors::token_reservation t;
+  t.tokens = 150;
+  t.budget = "tokens_day";
+  t.remaining_day = 0;
+  t.retry_after = 3600;
+  rapidjson::Document d;
+  d.Parse(http::api::token_limited_body(t, 0).c_str());
+  REQUIRE(d.IsObject());
+  CHECK(std::string{d["status"].GetString()} == "token_limit_exceeded");
+  CHECK(std::string{d["error"].GetString()} == "Daily token limit exceeded. Remaining: 0 tokens");
+  CHECK(std::string{d["type"].GetString()} == "token_limit_error");
+  CHECK(d["estimated_tokens"].GetInt() == 150);
+  CHECK(d["status_code"].GetInt() == 429);
+
+  d.Parse(http::api::openai_error_body("slow down", "rate_limit_error", "rate_limit_exceeded")
+            .c_str());
+  CHECK(std::string{d["error"]["message"].GetString()} == "slow down");
+  CHECK(std::string{d["error"]["type"].GetString()} == "rate_limit_error");
+  CHECK(std::string{d["error"]["code"].GetString()} == "rate_limit_exceeded");
+}
