@@ -65,25 +65,18 @@ void admin_create_user(actors::router_pointer self, const actors::services& svc,
 
 void list_roles(actors::router_pointer self, const actors::services& svc, core::api_request& req,
                 core::responder_ptr& out, const core::principal&) {
-  auto q = parse_query(req.query);
-  if (!q) {
-    respond_error(out, core::errc::bad_request, q.error);
+  listing_query q;
+  if (!parse_listing(req, out, q))
     return;
-  }
-  auto pg = parse_page(q.value, 100, 1000);
-  if (!pg) {
-    respond_error(out, core::errc::bad_request, pg.error);
-    return;
-  }
   std::string role;
-  if (auto it = q.value.find("role"); it != q.value.end()) {
+  if (auto it = q.params.find("role"); it != q.params.end()) {
     role = it->second;
     if (role != core::role_user && role != core::role_admin) {
       respond_error(out, core::errc::bad_request, "role must be \"user\" or \"admin\"");
       return;
     }
   }
-  const auto range = pg.value;
+  const page_params range{q.limit, q.offset};
   self
     ->request(svc.accounts, svc.ask_timeout, actors::list_users_atom::value, role,
               actors::page{range.offset, range.limit})
@@ -168,19 +161,12 @@ void set_role(actors::router_pointer self, const actors::services& svc, core::ap
 
 void audit_logs(actors::router_pointer self, const actors::services& svc, core::api_request& req,
                 core::responder_ptr& out, const core::principal&) {
-  auto q = parse_query(req.query);
-  if (!q) {
-    respond_error(out, core::errc::bad_request, q.error);
+  listing_query q;
+  if (!parse_listing(req, out, q))
     return;
-  }
-  auto pg = parse_page(q.value, 100, 1000);
-  if (!pg) {
-    respond_error(out, core::errc::bad_request, pg.error);
-    return;
-  }
   actors::audit_filter f;
-  f.range = {pg.value.offset, pg.value.limit};
-  for (const auto& [name, value] : q.value) {
+  f.range = {q.offset, q.limit};
+  for (const auto& [name, value] : q.params) {
     if (name == "user_id") {
       auto id = parse_id(value, "user_id");
       if (!id) {
@@ -213,7 +199,7 @@ void audit_logs(actors::router_pointer self, const actors::services& svc, core::
     respond_error(out, core::errc::bad_request, "start_date must not be after end_date");
     return;
   }
-  const auto range = pg.value;
+  const page_params range{q.limit, q.offset};
   self->request(svc.accounts, svc.ask_timeout, actors::audit_atom::value, std::move(f))
     .then(
       [out, range](actors::audit_page& page) mutable {

@@ -1,5 +1,6 @@
 #include "http/api/common.hpp"
 
+#include "http/api/parse.hpp"
 #include "http/errors.hpp"
 
 #include <caf/error.hpp>
@@ -31,6 +32,23 @@ core::audit_context audit_ctx(const core::api_request& req, const core::principa
   ctx.ip_address = req.remote_addr;
   ctx.user_agent = std::string{req.header("user-agent").substr(0, 256)};
   return ctx;
+}
+
+bool parse_listing(const core::api_request& req, core::responder_ptr& out, listing_query& q) {
+  auto parsed_query = parse_query(req.query);
+  if (!parsed_query) {
+    respond_error(out, core::errc::bad_request, parsed_query.error);
+    return false;
+  }
+  auto pg = parse_page(parsed_query.value, 100, 1000);
+  if (!pg) {
+    respond_error(out, core::errc::bad_request, pg.error);
+    return false;
+  }
+  q.params = std::move(parsed_query.value);
+  q.limit = pg.value.limit;
+  q.offset = pg.value.offset;
+  return true;
 }
 
 double credits(std::int64_t micro) noexcept {

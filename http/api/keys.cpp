@@ -63,6 +63,19 @@ std::string created_body(const actors::created_key& ck) {
   return w.take();
 }
 
+/// `{"success": true, "message": ..., "data": key}` (message optional).
+std::string key_body(const core::key_record& k, const char* message = nullptr) {
+  json_writer w;
+  w->StartObject();
+  w.field("success", true);
+  if (message != nullptr)
+    w.field("message", message);
+  w.key("data");
+  write_key(w, k);
+  w->EndObject();
+  return w.take();
+}
+
 std::string message_body(const char* message) {
   json_writer w;
   w->StartObject();
@@ -107,18 +120,11 @@ void create_key(actors::router_pointer self, const actors::services& svc,
 
 void list_keys(actors::router_pointer self, const actors::services& svc, core::api_request& req,
                core::responder_ptr& out, std::uint64_t user_id, bool with_query_user) {
-  auto q = parse_query(req.query);
-  if (!q) {
-    respond_error(out, core::errc::bad_request, q.error);
+  listing_query q;
+  if (!parse_listing(req, out, q))
     return;
-  }
-  auto pg = parse_page(q.value, 100, 1000);
-  if (!pg) {
-    respond_error(out, core::errc::bad_request, pg.error);
-    return;
-  }
   if (with_query_user) {
-    if (auto it = q.value.find("user_id"); it != q.value.end()) {
+    if (auto it = q.params.find("user_id"); it != q.params.end()) {
       auto id = parse_id(it->second, "user_id");
       if (!id) {
         respond_error(out, core::errc::bad_request, id.error);
@@ -127,7 +133,7 @@ void list_keys(actors::router_pointer self, const actors::services& svc, core::a
       user_id = id.value;
     }
   }
-  const auto range = pg.value;
+  const page_params range{q.limit, q.offset};
   self
     ->request(svc.accounts, svc.ask_timeout, actors::list_keys_atom::value, user_id,
               actors::page{range.offset, range.limit})
@@ -221,16 +227,7 @@ void update_own_key(actors::router_pointer self, const actors::services& svc,
   }
   self->request(svc.accounts, svc.ask_timeout, actors::update_key_atom::value, std::move(upd))
     .then(
-      [out](core::key_record& k) mutable {
-        json_writer w;
-        w->StartObject();
-        w.field("success", true);
-        w.field("message", "API key updated successfully");
-        w.key("data");
-        write_key(w, k);
-        w->EndObject();
-        respond_json(out, w.take());
-      },
+      [out](core::key_record& k) mutable { respond_json(out, key_body(k, "API key updated successfully")); },
       [out](caf::error& e) mutable { respond_error(out, e); });
 }
 
@@ -285,15 +282,7 @@ void admin_get_key(actors::router_pointer self, const actors::services& svc,
   a.admin = true;
   self->request(svc.accounts, svc.ask_timeout, actors::get_key_atom::value, std::move(a))
     .then(
-      [out](core::key_record& k) mutable {
-        json_writer w;
-        w->StartObject();
-        w.field("success", true);
-        w.key("data");
-        write_key(w, k);
-        w->EndObject();
-        respond_json(out, w.take());
-      },
+      [out](core::key_record& k) mutable { respond_json(out, key_body(k)); },
       [out](caf::error& e) mutable { respond_error(out, e); });
 }
 
@@ -306,16 +295,7 @@ void admin_revoke_key(actors::router_pointer self, const actors::services& svc,
   a.admin = true;
   self->request(svc.accounts, svc.ask_timeout, actors::revoke_key_atom::value, std::move(a))
     .then(
-      [out](core::key_record& k) mutable {
-        json_writer w;
-        w->StartObject();
-        w.field("success", true);
-        w.field("message", "API key revoked successfully");
-        w.key("data");
-        write_key(w, k);
-        w->EndObject();
-        respond_json(out, w.take());
-      },
+      [out](core::key_record& k) mutable { respond_json(out, key_body(k, "API key revoked successfully")); },
       [out](caf::error& e) mutable { respond_error(out, e); });
 }
 

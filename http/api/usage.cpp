@@ -238,17 +238,10 @@ void admin_reset_usage(actors::router_pointer self, const actors::services& svc,
 
 void admin_all_usage(actors::router_pointer self, const actors::services& svc,
                      core::api_request& req, core::responder_ptr& out, const core::principal&) {
-  auto q = parse_query(req.query);
-  if (!q) {
-    respond_error(out, core::errc::bad_request, q.error);
+  listing_query q;
+  if (!parse_listing(req, out, q))
     return;
-  }
-  auto pg = parse_page(q.value, 100, 1000);
-  if (!pg) {
-    respond_error(out, core::errc::bad_request, pg.error);
-    return;
-  }
-  const auto range = pg.value;
+  const page_params range{q.limit, q.offset};
   self
     ->request(svc.accounts, svc.ask_timeout, actors::list_keys_atom::value, std::uint64_t{0},
               actors::page{range.offset, range.limit})
