@@ -523,6 +523,14 @@ accounts_actor::behavior_type accounts_impl(accounts_pointer self) {
         u.requests_per_hour = l.per_hour;
       if (l.per_day >= 0)
         u.requests_per_day = l.per_day;
+      for (const auto& [name, limit] : l.custom) {
+        auto& list = u.custom_limits;
+        list.erase(std::remove_if(list.begin(), list.end(),
+                                  [&](const auto& kv) { return kv.first == name; }),
+                   list.end());
+        if (limit > 0)
+          list.emplace_back(name, limit);
+      }
       const auto after = u;
       std::vector<storage::write_op> ops;
       ops.push_back(

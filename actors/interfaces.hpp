@@ -346,13 +346,15 @@ struct user_limits {
   std::int64_t per_minute = -1;
   std::int64_t per_hour = -1;
   std::int64_t per_day = -1;
+  /// Per-endpoint overrides to merge in; a limit of 0 removes one.
+  std::vector<std::pair<std::string, std::int64_t>> custom;
   std::string reason;
   core::audit_context ctx;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, user_limits& x) {
-  return f(x.user_id, x.per_minute, x.per_hour, x.per_day, x.reason, x.ctx);
+  return f(x.user_id, x.per_minute, x.per_hour, x.per_day, x.custom, x.reason, x.ctx);
 }
 
 /// An admin's token-budget override for a key (same conventions).

@@ -72,9 +72,18 @@ void rebuild(key_state& st) {
     keep(std::move(p));
   for (auto& p : core::token_policies(*st.cfg.limits, st.key))
     keep(std::move(p));
-  for (auto& [name, l] : st.limiters)
-    if (name.rfind("route:", 0) == 0)
-      next.emplace(name, l);
+  // Route limiters: the user's per-endpoint override may have changed.
+  for (auto& [name, l] : st.limiters) {
+    if (name.rfind("route:", 0) != 0)
+      continue;
+    const auto rest = std::string_view{name}.substr(6);
+    const auto sp = rest.find(' ');
+    if (sp == std::string_view::npos)
+      continue;
+    if (auto p = core::route_policy(*st.cfg.limits, rest.substr(0, sp), rest.substr(sp + 1),
+                                    &st.user))
+      next.emplace(name, core::limiter{std::move(*p), l.state()});
+  }
   st.limiters = std::move(next);
 }
 
@@ -145,13 +154,14 @@ limit_report admit(key_pointer self, const admission& a) {
   for (const char* name : {"minute", "hour", "day"})
     if (auto it = st.limiters.find(name); it != st.limiters.end())
       applied.push_back(&it->second);
-  if (auto route = core::route_policy(*st.cfg.limits, a.method, a.route)) {
-    auto name = "route:" + a.method + " " + a.route;
-    auto it = st.limiters.find(name);
-    if (it == st.limiters.end())
+  auto name = "route:" + a.method + " " + a.route;
+  auto it = st.limiters.find(name);
+  if (it == st.limiters.end()) {
+    if (auto route = core::route_policy(*st.cfg.limits, a.method, a.route, &st.user))
       it = st.limiters.emplace(name, core::limiter{std::move(*route)}).first;
-    applied.push_back(&it->second);
   }
+  if (it != st.limiters.end())
+    applied.push_back(&it->second);
   if (applied.empty())
     return r;
   const auto d = core::admit(applied, now, a.cost);
@@ -432,7 +442,8 @@ void spawn_key(directory_pointer self, const std::string& hash, key_lookup& foun
           const auto sp = rest.find(' ');
           if (sp == std::string::npos)
             continue;
-          auto p = core::route_policy(*ks.cfg.limits, rest.substr(0, sp), rest.substr(sp + 1));
+          auto p = core::route_policy(*ks.cfg.limits, rest.substr(0, sp), rest.substr(sp + 1),
+                                      &ks.user);
           if (!p)
             continue;  // the route lost its limit
           placeholder = std::move(*p);

@@ -43,6 +43,9 @@ struct user_record {
   std::int64_t requests_per_minute = 0;
   std::int64_t requests_per_hour = 0;
   std::int64_t requests_per_day = 0;
+  /// Per-endpoint overrides, requests per minute: "METHOD /route/{template}"
+  /// or an alias (chat_completions, image_generation, responses).
+  std::vector<std::pair<std::string, std::int64_t>> custom_limits;
 };
 
 /// An API key as stored: only its SHA-256, never the plaintext.
@@ -112,7 +115,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, user_record& x) {
   return f(x.id, x.username, x.email, x.role, x.credits_micro, x.plan, x.auth_method,
            x.created_at, x.role_assigned_at, x.requests_per_minute, x.requests_per_hour,
-           x.requests_per_day);
+           x.requests_per_day, x.custom_limits);
 }
 
 template <class Inspector>

@@ -39,8 +39,39 @@ std::vector<limit_policy> key_policies(const limits_config& cfg, const user_reco
   return out;
 }
 
+std::string endpoint_of(std::string_view name) {
+  if (name == "chat_completions")
+    return "POST /v1/chat/completions";
+  if (name == "image_generation")
+    return "POST /images/generate";
+  if (name == "responses")
+    return "POST /v1/responses";
+  const auto sp = name.find(' ');
+  if (sp == std::string_view::npos || sp + 1 >= name.size() || name[sp + 1] != '/')
+    return {};
+  const auto method = name.substr(0, sp);
+  for (const char* m : {"GET", "POST", "PUT", "PATCH", "DELETE"})
+    if (method == m)
+      return std::string{name};
+  return {};
+}
+
 std::optional<limit_policy> route_policy(const limits_config& cfg, std::string_view method,
-                                         std::string_view route) {
+                                         std::string_view route, const user_record* user) {
+  if (user != nullptr) {
+    for (const auto& [name, limit] : user->custom_limits) {
+      const auto endpoint = endpoint_of(name);
+      const auto sp = endpoint.find(' ');
+      if (limit > 0 && sp != std::string::npos && endpoint.compare(0, sp, method) == 0
+          && std::string_view{endpoint}.substr(sp + 1) == route) {
+        limit_policy p;
+        p.name = "route";
+        p.limit = limit;
+        p.window = std::chrono::seconds{60};
+        return p;
+      }
+    }
+  }
   for (const auto& r : cfg.routes) {
     if (r.method != method || r.path != route)
       continue;

@@ -21,9 +21,14 @@ std::optional<limit_algorithm> parse_limit_algorithm(std::string_view name) noex
 /// override on the user replaces the configured policy of the same kind.
 std::vector<limit_policy> key_policies(const limits_config& cfg, const user_record& user);
 
-/// The route's own policy, named "route", if the table has one.
+/// The route's own policy, named "route": the user's per-endpoint override
+/// (per minute) when there is one, else the table's entry, else none.
 std::optional<limit_policy> route_policy(const limits_config& cfg, std::string_view method,
-                                         std::string_view route);
+                                         std::string_view route, const user_record* user = nullptr);
+
+/// "chat_completions" -> "POST /v1/chat/completions" and the like; a
+/// "METHOD /path" name is returned as it is; empty for an unknown name.
+std::string endpoint_of(std::string_view custom_limit_name);
 
 /// Token budgets, "tokens_day" and "tokens_month" (day resets at 00:00 UTC,
 /// month on the 1st at 00:00 UTC); the key's overrides replace the defaults.

@@ -142,6 +142,13 @@ std::string encode(const core::user_record& u) {
   put(w, "requests_per_minute", u.requests_per_minute);
   put(w, "requests_per_hour", u.requests_per_hour);
   put(w, "requests_per_day", u.requests_per_day);
+  w.Key("custom_limits");
+  w.StartObject();
+  for (const auto& [name, limit] : u.custom_limits) {
+    w.Key(name.data(), static_cast<rapidjson::SizeType>(name.size()));
+    w.Int64(limit);
+  }
+  w.EndObject();
   w.EndObject();
   return {buf.GetString(), buf.GetSize()};
 }
@@ -205,6 +212,14 @@ std::optional<core::user_record> decode_user(std::string_view json) {
     r.get("requests_per_minute", u.requests_per_minute);
     r.get("requests_per_hour", u.requests_per_hour);
     r.get("requests_per_day", u.requests_per_day);
+    simdjson::dom::object custom;
+    if (r.obj["custom_limits"].get(custom) == simdjson::SUCCESS)
+      for (auto field : custom) {
+        std::int64_t limit = 0;
+        if (field.value.get(limit) != simdjson::SUCCESS)
+          return std::nullopt;
+        u.custom_limits.emplace_back(std::string{field.key}, limit);
+      }
     if (!r.ok || u.id == 0)
       return std::nullopt;
     return u;

@@ -1,6 +1,7 @@
 #include "http/api/parse.hpp"
 
 #include "core/api_key.hpp"
+#include "core/limit_policies.hpp"
 
 #include <simdjson.h>
 
@@ -444,13 +445,33 @@ parsed<user_limits_body> parse_user_limits(std::string_view body) {
       return get_limit(e, "requests_per_day", v.per_day);
     if (k == "reason")
       return get_string(e, "reason", 500, true, v.reason);
+    if (k == "custom_limits") {
+      simdjson::dom::object obj;
+      if (e.get(obj) != simdjson::SUCCESS)
+        return "custom_limits must be an object of endpoint: requests per minute";
+      for (auto field : obj) {
+        const std::string name{field.key};
+        if (core::endpoint_of(name).empty())
+          return "custom_limits: unknown endpoint '" + name
+                 + "' (use chat_completions, image_generation, responses or \"METHOD /route\")";
+        std::int64_t limit = 0;
+        auto err = get_limit(field.value, "custom_limits." + name, limit);
+        if (!err.empty())
+          return err;
+        if (v.custom.size() >= 64)
+          return "custom_limits lists too many endpoints";
+        v.custom.emplace_back(name, limit);
+      }
+      return {};
+    }
     known = false;
     return {};
   });
   if (r && v.user_id == 0)
     r.error = "user_id is required";
-  else if (r && v.per_minute < 0 && v.per_hour < 0 && v.per_day < 0)
-    r.error = "send requests_per_minute, requests_per_hour and/or requests_per_day";
+  else if (r && v.per_minute < 0 && v.per_hour < 0 && v.per_day < 0 && v.custom.empty())
+    r.error = "send requests_per_minute, requests_per_hour, requests_per_day and/or "
+              "custom_limits";
   return r;
 }
 

@@ -93,11 +93,13 @@ struct user_limits_body {
   std::int64_t per_minute = -1;  ///< -1: unchanged; 0: back to the default
   std::int64_t per_hour = -1;
   std::int64_t per_day = -1;
+  std::vector<std::pair<std::string, std::int64_t>> custom;  ///< custom_limits
   std::string reason;
 };
 
 /// POST /admin/rate-limits: user_id and at least one of requests_per_minute,
-/// requests_per_hour, requests_per_day.
+/// requests_per_hour, requests_per_day, custom_limits ({"chat_completions": 50,
+/// "GET /user/balance": 10}: requests per minute per endpoint; 0 removes).
 parsed<user_limits_body> parse_user_limits(std::string_view body);
 
 /// True for an api_key_hash: 16 lower-case hex characters.

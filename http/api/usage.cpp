@@ -299,10 +299,20 @@ void write_rate_limits(json_writer& w, const core::limits_config& cfg,
   w.field("requests_per_minute", minute);
   w.field("requests_per_hour", hour);
   w.field("requests_per_day", day);
+  // The configured route limits, with the user's own per-endpoint
+  // overrides on top (those are per minute).
   w.key("custom_limits");
   w->StartObject();
-  for (const auto& r : cfg.routes)
-    w.field(r.method + " " + r.path, r.limit);
+  for (const auto& r : cfg.routes) {
+    const auto name = r.method + " " + r.path;
+    bool overridden = false;
+    for (const auto& [custom, limit] : u.custom_limits)
+      overridden = overridden || core::endpoint_of(custom) == name;
+    if (!overridden)
+      w.field(name, r.limit);
+  }
+  for (const auto& [custom, limit] : u.custom_limits)
+    w.field(custom, limit);
   w->EndObject();
   w->EndObject();
   w.key("overrides");
@@ -389,6 +399,7 @@ void admin_set_rate_limits(actors::router_pointer self, const actors::services& 
   l.per_minute = body.value.per_minute;
   l.per_hour = body.value.per_hour;
   l.per_day = body.value.per_day;
+  l.custom = body.value.custom;
   l.reason = body.value.reason;
   l.ctx = audit_ctx(req, who);
   const auto limits = svc.limits;

@@ -259,19 +259,31 @@ TEST_CASE("an admin override replaces the default and plan limits, route limits 
   CHECK(r.status == 429);
   CHECK(str(json(r)["policy"]) == "route");
 
+  // A per-endpoint override replaces that route's limit for this user only.
+  r = g.call("POST", "/admin/rate-limits", g.admin(),
+             R"({"user_id": )" + std::to_string(a.id)
+               + R"(, "custom_limits": {"GET /user/balance": 4, "chat_completions": 50}})");
+  REQUIRE(r.status == 200);
+  r = g.call("GET", "/user/balance", a.key);
+  CHECK(r.status == 200);
+  CHECK(r.header("x-ratelimit-remaining") == "1");  // 3 of 4 used
+  CHECK(g.call("GET", "/user/balance", a.key).status == 200);
+  CHECK(g.call("GET", "/user/balance", a.key).status == 429);
+
   // The gateway reference's read-back, with usage summed over the user's keys.
   r = g.call("GET", "/admin/rate-limits/" + std::to_string(a.id), g.admin());
   REQUIRE(r.status == 200);
   d = json(r);
   CHECK(d["rate_limits"]["requests_per_minute"].GetInt() == 5);
-  CHECK(d["rate_limits"]["custom_limits"]["GET /user/balance"].GetInt() == 2);
-  CHECK(d["current_usage"]["requests_this_minute"].GetInt() == 2);
-  CHECK(d["current_usage"]["requests_this_hour"].GetInt() == 7);
-  CHECK(d["current_usage"]["requests_this_day"].GetInt() == 7);
+  CHECK(d["rate_limits"]["custom_limits"]["GET /user/balance"].GetInt() == 4);
+  CHECK(d["rate_limits"]["custom_limits"]["chat_completions"].GetInt() == 50);
+  CHECK(d["current_usage"]["requests_this_minute"].GetInt() == 4);
+  CHECK(d["current_usage"]["requests_this_hour"].GetInt() == 9);
+  CHECK(d["current_usage"]["requests_this_day"].GetInt() == 9);
 
   // The audit log has it.
   auto audit = json(g.call("GET", "/admin/audit-logs?action=rate_limits_changed", g.admin()));
-  CHECK(audit["total"].GetInt() == 2);
+  CHECK(audit["total"].GetInt() == 3);
 }
 
 TEST_CASE("usage routes: own usage, status, admin usage, token limits, reset",
@@ -373,6 +385,12 @@ TEST_CASE("limits routes refuse bad input with the field named", "[integration][
     {"POST", "/admin/rate-limits", R"({"user_id":1,"requests_per_day":1,"burst":3})", 400,
      "unknown field 'burst'"},
     {"POST", "/admin/rate-limits", R"({"user_id":999,"requests_per_day":1})", 404, "not found"},
+    {"POST", "/admin/rate-limits", R"({"user_id":1,"custom_limits":{"teleport":5}})", 400,
+     "custom_limits: unknown endpoint 'teleport'"},
+    {"POST", "/admin/rate-limits", R"({"user_id":1,"custom_limits":{"GET /x":-1}})", 400,
+     "custom_limits.GET /x must be an integer"},
+    {"POST", "/admin/rate-limits", R"({"user_id":1,"custom_limits":[1]})", 400,
+     "custom_limits must be an object"},
     {"GET", "/api/v1/admin/api-keys/abc/rate-limit", "", 400, "id"},
   };
   for (const auto& c : cases) {
