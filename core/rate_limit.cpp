@@ -1,5 +1,7 @@
 #include "core/rate_limit.hpp"
 
+#include "core/time_format.hpp"
+
 #include <algorithm>
 
 namespace tollgate::core {
@@ -26,29 +28,6 @@ time_point from_us(std::int64_t us) {
   return time_point{duration_cast<time_point::duration>(microseconds{us})};
 }
 
-// Civil-date helpers for calendar months (proleptic Gregorian, UTC).
-void civil(std::int64_t days, std::int64_t& y, unsigned& m) {
-  days += 719468;
-  const std::int64_t era = (days >= 0 ? days : days - 146096) / 146097;
-  const auto doe = static_cast<unsigned>(days - era * 146097);
-  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-  y = static_cast<std::int64_t>(yoe) + era * 400;
-  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-  const unsigned mp = (5 * doy + 2) / 153;
-  m = mp < 10 ? mp + 3 : mp - 9;
-  if (m <= 2)
-    ++y;
-}
-
-std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) {
-  y -= m <= 2;
-  const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const auto yoe = static_cast<unsigned>(y - era * 400);
-  const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
-}
-
 std::int64_t floor_div(std::int64_t a, std::int64_t b) {
   return a / b - ((a % b != 0) && ((a < 0) != (b < 0)));
 }
@@ -73,7 +52,8 @@ std::pair<time_point, time_point> window_bounds(const limit_policy& p, time_poin
   if (p.kind == window_kind::calendar_month) {
     std::int64_t y = 0;
     unsigned m = 0;
-    civil(floor_div(s, 86400), y, m);
+    unsigned day = 0;
+    civil_from_days(floor_div(s, 86400), y, m, day);
     const auto start = days_from_civil(y, m, 1) * 86400;
     const auto end = (m == 12 ? days_from_civil(y + 1, 1, 1) : days_from_civil(y, m + 1, 1))
                      * 86400;

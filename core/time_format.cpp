@@ -5,11 +5,9 @@
 
 namespace tollgate::core {
 
-namespace {
-
-// Howard Hinnant's days-to-civil algorithm: exact for the proleptic
-// Gregorian calendar, no locale, no gmtime_r and no time_t range limits.
-void civil_from_days(std::int64_t z, std::int64_t& y, unsigned& m, unsigned& d) {
+// Howard Hinnant's algorithms: exact for the proleptic Gregorian calendar,
+// no locale, no gmtime_r and no time_t range limits.
+void civil_from_days(std::int64_t z, std::int64_t& y, unsigned& m, unsigned& d) noexcept {
   z += 719468;
   const std::int64_t era = (z >= 0 ? z : z - 146096) / 146097;
   const auto doe = static_cast<unsigned>(z - era * 146097);
@@ -23,7 +21,7 @@ void civil_from_days(std::int64_t z, std::int64_t& y, unsigned& m, unsigned& d) 
     ++y;
 }
 
-std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) {
+std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) noexcept {
   y -= m <= 2;
   const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
   const auto yoe = static_cast<unsigned>(y - era * 400);
@@ -31,6 +29,8 @@ std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) {
   const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
   return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
 }
+
+namespace {
 
 bool digits(std::string_view s, std::size_t pos, std::size_t n, int& out) {
   if (pos + n > s.size())

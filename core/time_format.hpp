@@ -12,6 +12,11 @@ namespace tollgate::core {
 /// `2024-01-01T00:00:00Z` (the gateway reference's timestamp shape).
 std::string iso8601(std::chrono::system_clock::time_point t);
 
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+/// algorithm), and back.
+std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) noexcept;
+void civil_from_days(std::int64_t days, std::int64_t& y, unsigned& m, unsigned& d) noexcept;
+
 /// The same, from UTC epoch seconds.
 std::string iso8601(std::int64_t epoch_seconds);
 

@@ -91,6 +91,22 @@ std::string each_field(simdjson::dom::object obj,
   return {};
 }
 
+/// Parses `body` as a JSON object and hands each field to
+/// `on(value, key, element, known)`; the result's error is the first problem.
+template <class T, class OnField>
+parsed<T> parse_fields(std::string_view body, OnField on) {
+  parsed<T> r;
+  json_body j{body};
+  if (!j.error.empty()) {
+    r.error = j.error;
+    return r;
+  }
+  r.error = each_field(j.object, [&](std::string_view k, simdjson::dom::element e, bool& known) {
+    return on(r.value, k, e, known);
+  });
+  return r;
+}
+
 std::string get_string(simdjson::dom::element v, std::string_view field, std::size_t max_len,
                        bool allow_empty, std::string& out) {
   std::string_view s;
@@ -216,15 +232,8 @@ parsed<page_params> parse_page(const std::map<std::string, std::string>& q,
 }
 
 parsed<create_key_body> parse_create_key(std::string_view body, bool allow_user_id) {
-  parsed<create_key_body> r;
-  json_body j{body};
-  if (!j.error.empty()) {
-    r.error = j.error;
-    return r;
-  }
-  auto& v = r.value;
-  r.error = each_field(j.object, [&](std::string_view k, simdjson::dom::element e, bool& known)
-                                   -> std::string {
+  auto r = parse_fields<create_key_body>(body, [&](create_key_body& v, std::string_view k, simdjson::dom::element e,
+                                     bool& known) -> std::string {
     known = true;
     if (k == "key_name")
       return get_string(e, "key_name", max_name, false, v.key_name);
@@ -255,15 +264,8 @@ parsed<create_key_body> parse_create_key(std::string_view body, bool allow_user_
 }
 
 parsed<update_key_body> parse_update_key(std::string_view body) {
-  parsed<update_key_body> r;
-  json_body j{body};
-  if (!j.error.empty()) {
-    r.error = j.error;
-    return r;
-  }
-  auto& v = r.value;
-  r.error = each_field(j.object, [&](std::string_view k, simdjson::dom::element e, bool& known)
-                                   -> std::string {
+  auto r = parse_fields<update_key_body>(body, [&](update_key_body& v, std::string_view k, simdjson::dom::element e,
+                                     bool& known) -> std::string {
     known = true;
     if (k == "key_name") {
       std::string name;
@@ -287,23 +289,18 @@ parsed<update_key_body> parse_update_key(std::string_view body) {
     known = false;
     return {};
   });
+  auto& v = r.value;
   if (r && !v.key_name && !v.is_active && !v.scopes)
     r.error = "nothing to update: send key_name, is_active or scope_permissions";
   return r;
 }
 
 parsed<create_user_body> parse_create_user(std::string_view body) {
-  parsed<create_user_body> r;
-  json_body j{body};
-  if (!j.error.empty()) {
-    r.error = j.error;
-    return r;
-  }
-  auto& v = r.value;
   bool has_username = false;
   bool has_email = false;
-  r.error = each_field(j.object, [&](std::string_view k, simdjson::dom::element e, bool& known)
-                                   -> std::string {
+  auto r = parse_fields<create_user_body>(body, [&](create_user_body& v, std::string_view k,
+                                                    simdjson::dom::element e,
+                                                    bool& known) -> std::string {
     known = true;
     if (k == "username") {
       has_username = true;
@@ -333,15 +330,8 @@ parsed<create_user_body> parse_create_user(std::string_view body) {
 }
 
 parsed<role_body> parse_role(std::string_view body) {
-  parsed<role_body> r;
-  json_body j{body};
-  if (!j.error.empty()) {
-    r.error = j.error;
-    return r;
-  }
-  auto& v = r.value;
-  r.error = each_field(j.object, [&](std::string_view k, simdjson::dom::element e, bool& known)
-                                   -> std::string {
+  auto r = parse_fields<role_body>(body, [&](role_body& v, std::string_view k, simdjson::dom::element e,
+                                     bool& known) -> std::string {
     known = true;
     if (k == "role") {
       auto err = get_string(e, "role", 16, false, v.role);
@@ -354,6 +344,7 @@ parsed<role_body> parse_role(std::string_view body) {
     known = false;
     return {};
   });
+  auto& v = r.value;
   if (r && v.role.empty())
     r.error = "role is required";
   return r;
@@ -385,15 +376,8 @@ bool is_short_hash(std::string_view s) noexcept {
 }
 
 parsed<token_limits_body> parse_token_limits(std::string_view body) {
-  parsed<token_limits_body> r;
-  json_body j{body};
-  if (!j.error.empty()) {
-    r.error = j.error;
-    return r;
-  }
-  auto& v = r.value;
-  r.error = each_field(j.object, [&](std::string_view k, simdjson::dom::element e, bool& known)
-                                   -> std::string {
+  auto r = parse_fields<token_limits_body>(body, [&](token_limits_body& v, std::string_view k, simdjson::dom::element e,
+                                     bool& known) -> std::string {
     known = true;
     if (k == "daily_limit")
       return get_limit(e, "daily_limit", v.daily_limit);
@@ -402,21 +386,15 @@ parsed<token_limits_body> parse_token_limits(std::string_view body) {
     known = false;
     return {};
   });
+  auto& v = r.value;
   if (r && v.daily_limit < 0 && v.monthly_limit < 0)
     r.error = "send daily_limit and/or monthly_limit";
   return r;
 }
 
 parsed<user_limits_body> parse_user_limits(std::string_view body) {
-  parsed<user_limits_body> r;
-  json_body j{body};
-  if (!j.error.empty()) {
-    r.error = j.error;
-    return r;
-  }
-  auto& v = r.value;
-  r.error = each_field(j.object, [&](std::string_view k, simdjson::dom::element e, bool& known)
-                                   -> std::string {
+  auto r = parse_fields<user_limits_body>(body, [&](user_limits_body& v, std::string_view k, simdjson::dom::element e,
+                                     bool& known) -> std::string {
     known = true;
     if (k == "user_id") {
       std::uint64_t id = 0;
@@ -467,6 +445,7 @@ parsed<user_limits_body> parse_user_limits(std::string_view body) {
     known = false;
     return {};
   });
+  auto& v = r.value;
   if (r && v.user_id == 0)
     r.error = "user_id is required";
   else if (r && v.per_minute < 0 && v.per_hour < 0 && v.per_day < 0 && v.custom.empty())
