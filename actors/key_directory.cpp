@@ -52,6 +52,7 @@ struct key_state {
   metrics::counter* tokens_reserved = nullptr;
   metrics::counter* tokens_settled = nullptr;
   metrics::counter* reservations_refused = nullptr;
+  metrics::counter* counters_saved = nullptr;
 };
 
 using key_pointer = key_actor::stateful_pointer<key_state>;
@@ -112,9 +113,11 @@ void persist(key_pointer self) {
      encode_counters(counters, st.total_requests), false}};
   self->request(st.cfg.storage, std::chrono::seconds{10}, write_atom::value, std::move(ops))
     .then(
-      [](write_ack& ack) {
+      [saved = st.counters_saved](write_ack& ack) {
         if (!ack.ok())
           spdlog::error("key actor: counters not saved: {}", ack.error);
+        else if (saved != nullptr)
+          saved->inc();
       },
       [](caf::error& e) { spdlog::error("key actor: counters not saved: {}", to_string(e)); });
 }
@@ -390,6 +393,7 @@ struct directory_state {
   metrics::counter* tokens_reserved = nullptr;
   metrics::counter* tokens_settled = nullptr;
   metrics::counter* reservations_refused = nullptr;
+  metrics::counter* counters_saved = nullptr;
 };
 
 using directory_pointer = key_directory_actor::stateful_pointer<directory_state>;
@@ -420,9 +424,10 @@ void spawn_key(directory_pointer self, const std::string& hash, key_lookup& foun
   auto actor = self->spawn<caf::linked>(
     [key = found.key, user = found.user, clock = st.clock, dir = key_directory_actor{self},
      cfg = st.cfg, counters = std::move(counters), total, reserved = st.tokens_reserved,
-     settled = st.tokens_settled,
-     refused = st.reservations_refused](key_pointer k) mutable -> key_actor::behavior_type {
+     settled = st.tokens_settled, refused = st.reservations_refused,
+     saved = st.counters_saved](key_pointer k) mutable -> key_actor::behavior_type {
       auto& ks = k->state;
+      ks.counters_saved = saved;
       ks.tokens_reserved = reserved;
       ks.tokens_settled = settled;
       ks.reservations_refused = refused;
@@ -681,8 +686,11 @@ key_directory_actor spawn_key_directory(caf::actor_system& sys, const core::cloc
                                          "Tokens actually used, as settled after upstream calls.");
   auto& refused = metrics.counter_metric("tollgate_token_reservations_refused_total",
                                          "Reservations refused because a token budget was spent.");
-  return sys.spawn([&clock, cfg = std::move(cfg), &live, &spawned, &reserved, &settled,
-                    &refused](directory_pointer self) -> key_directory_actor::behavior_type {
+  auto& saved = metrics.counter_metric("tollgate_key_counters_saved_total",
+                                       "Periodic writes of key request windows to storage.");
+  return sys.spawn([&clock, cfg = std::move(cfg), &live, &spawned, &reserved, &settled, &refused,
+                    &saved](directory_pointer self) -> key_directory_actor::behavior_type {
+    self->state.counters_saved = &saved;
     self->state.tokens_reserved = &reserved;
     self->state.tokens_settled = &settled;
     self->state.reservations_refused = &refused;

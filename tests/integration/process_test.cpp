@@ -90,3 +90,59 @@ TEST_CASE("SIGTERM shuts down gracefully with exit 0 and the store reopens", "[p
     CHECK(p.output().find("\"GET /ping\" 200") != std::string::npos);
   }
 }
+
+TEST_CASE("a crash loses at most one flush interval of request counts", "[process][limits]") {
+  test::temp_dir dir;
+  const auto conf = dir.str("crash.toml");
+  std::ofstream{conf} << "[server]\nlisten = \"127.0.0.1:0\"\n"
+                      << "[storage]\ndata_dir = \"" << dir.str("data") << "\"\n"
+                      << "[limits]\nper_minute = 1000000\nrequests_per_day = 5\n"
+                      << "flush_interval_ms = 500\n[limits.plans]\n"
+                      << "[log]\nlevel = \"info\"\naccess_log = false\n";
+  std::string admin;
+  {
+    test::child_process p{{TOLLGATE_BINARY, "--config", conf}};
+    REQUIRE(p.wait_for_output("listening on", 20s));
+    const auto port = port_from(p.output());
+    static const std::regex key_re{R"(gw_live_[A-Za-z0-9]{38})"};
+    std::smatch m;
+    REQUIRE(std::regex_search(p.output(), m, key_re));
+    admin = m.str();
+    // Three requests back to back (pipelined), well inside one flush interval,
+    // so that the first periodic flush holds all three.
+    test::connection c{port};
+    std::string batch;
+    for (int i = 0; i < 3; ++i)
+      batch += test::make_request("GET", "/user/balance", "Authorization: Bearer " + admin + "\r\n");
+    c.send(batch);
+    for (int i = 0; i < 3; ++i) {
+      auto r = c.read_response();
+      REQUIRE(r);
+      REQUIRE(r->status == 200);
+    }
+    // Wait (bounded) until the periodic flush has written the key's window.
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    bool saved = false;
+    while (!saved && std::chrono::steady_clock::now() < deadline) {
+      const auto metrics = test::request(port, "GET", "/metrics").body;
+      saved = metrics.find("tollgate_key_counters_saved_total 0") == std::string::npos
+              && metrics.find("tollgate_key_counters_saved_total ") != std::string::npos;
+    }
+    REQUIRE(saved);
+    p.signal(SIGKILL);  // no graceful shutdown, no final flush
+    CHECK(p.wait(10s) == 128 + SIGKILL);
+  }
+  test::child_process p{{TOLLGATE_BINARY, "--config", conf}};
+  REQUIRE(p.wait_for_output("listening on", 20s));
+  const auto port = port_from(p.output());
+  const auto call = [&] {
+    return test::request(port, "GET", "/user/balance", "Authorization: Bearer " + admin + "\r\n");
+  };
+  CHECK(call().status == 200);  // 4th of 5 today
+  CHECK(call().status == 200);  // 5th
+  auto r = call();
+  CHECK(r.status == 429);
+  CHECK(r.header("x-ratelimit-limit") == "5");
+  p.signal(SIGTERM);
+  CHECK(p.wait(20s) == 0);
+}
