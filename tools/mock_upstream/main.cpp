@@ -1,0 +1,212 @@
+// mock_upstream: an OpenAI-compatible upstream for tests and benchmarks.
+// Loopback only by default. One thread per connection (tests and wrk use a
+// bounded number of connections), keep-alive, JSON and SSE answers.
+//
+//   mock_upstream --listen 127.0.0.1:0 [--latency-ms N] [--chunks N]
+//                 [--chunk-interval-ms N] [--prompt-tokens N] [--completion-tokens N]
+//
+// Per request, headers override the defaults: X-Mock-Status (force a
+// status), X-Mock-Latency-Ms, X-Mock-Chunks, X-Mock-No-Usage (omit usage),
+// X-Mock-Retry-After (sent with a forced 429/503).
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <CLI/CLI.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <iostream>
+#include <string>
+#include <thread>
+
+namespace beast = boost::beast;
+namespace http = boost::beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+namespace {
+
+struct settings {
+  int latency_ms = 0;
+  int chunks = 3;
+  int chunk_interval_ms = 0;
+  int prompt_tokens = 10;
+  int completion_tokens = 20;
+};
+
+std::atomic<std::uint64_t> next_id{1};
+
+int header_int(const http::request<http::string_body>& req, const char* name, int fallback) {
+  const auto it = req.find(name);
+  if (it == req.end())
+    return fallback;
+  try {
+    return std::stoi(std::string{it->value()});
+  } catch (...) {
+    return fallback;
+  }
+}
+
+std::string usage_json(int prompt, int completion) {
+  return R"({"prompt_tokens":)" + std::to_string(prompt) + R"(,"completion_tokens":)"
+         + std::to_string(completion) + R"(,"total_tokens":)" + std::to_string(prompt + completion)
+         + "}";
+}
+
+std::string json_string(const std::string& s) {
+  rapidjson::StringBuffer buf;
+  rapidjson::Writer<rapidjson::StringBuffer> w{buf};
+  w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
+  return {buf.GetString(), buf.GetSize()};
+}
+
+void write_response(tcp::socket& sock, http::request<http::string_body>& req, unsigned status,
+                    const std::string& body, const std::string& retry_after = {}) {
+  http::response<http::string_body> res{static_cast<http::status>(status), req.version()};
+  res.set(http::field::content_type, "application/json");
+  if (!retry_after.empty())
+    res.set(http::field::retry_after, retry_after);
+  res.keep_alive(req.keep_alive());
+  res.body() = body;
+  res.prepare_payload();
+  beast::error_code ec;
+  http::write(sock, res, ec);
+}
+
+void chat(tcp::socket& sock, http::request<http::string_body>& req, const settings& s) {
+  rapidjson::Document d;
+  d.Parse(req.body().c_str());
+  if (d.HasParseError() || !d.IsObject() || !d.HasMember("model") || !d["model"].IsString()) {
+    write_response(sock, req, 400,
+                   R"({"error":{"message":"bad request body","type":"invalid_request_error","code":null}})");
+    return;
+  }
+  const std::string model = d["model"].GetString();
+  const bool stream = d.HasMember("stream") && d["stream"].IsBool() && d["stream"].GetBool();
+  const bool include_usage = req.find("X-Mock-No-Usage") == req.end()
+                             && (!stream
+                                 || (d.HasMember("stream_options") && d["stream_options"].IsObject()
+                                     && d["stream_options"].HasMember("include_usage")
+                                     && d["stream_options"]["include_usage"].IsBool()
+                                     && d["stream_options"]["include_usage"].GetBool()));
+  const auto id = "chatcmpl-mock-" + std::to_string(next_id++);
+  const int chunks = header_int(req, "X-Mock-Chunks", s.chunks);
+  const auto created = std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                                        std::chrono::system_clock::now().time_since_epoch())
+                                        .count());
+  if (!stream) {
+    std::string text;
+    for (int i = 0; i < chunks; ++i)
+      text += "word" + std::to_string(i) + " ";
+    std::string body = R"({"id":")" + id + R"(","object":"chat.completion","created":)" + created
+                       + R"(,"model":)" + json_string(model)
+                       + R"(,"choices":[{"index":0,"message":{"role":"assistant","content":)"
+                       + json_string(text) + R"(},"finish_reason":"stop"}])";
+    if (include_usage)
+      body += R"(,"usage":)" + usage_json(s.prompt_tokens, s.completion_tokens);
+    body += "}";
+    write_response(sock, req, 200, body);
+    return;
+  }
+  // SSE: the header, then one event per chunk, written as they are made.
+  std::string head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                     "Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n";
+  beast::error_code ec;
+  net::write(sock, net::buffer(head), ec);
+  const auto send_chunk = [&](const std::string& data) {
+    std::ostringstream hex;
+    hex << std::hex << data.size();
+    const auto framed = hex.str() + "\r\n" + data + "\r\n";
+    net::write(sock, net::buffer(framed), ec);
+  };
+  for (int i = 0; i < chunks && !ec; ++i) {
+    if (s.chunk_interval_ms > 0 && i > 0)
+      std::this_thread::sleep_for(std::chrono::milliseconds{s.chunk_interval_ms});
+    send_chunk(R"(data: {"id":")" + id + R"(","object":"chat.completion.chunk","created":)"
+               + created + R"(,"model":)" + json_string(model)
+               + R"(,"choices":[{"index":0,"delta":{"content":"word)" + std::to_string(i)
+               + R"( "},"finish_reason":null}]})" + "\n\n");
+  }
+  if (include_usage && !ec)
+    send_chunk(R"(data: {"id":")" + id + R"(","object":"chat.completion.chunk","created":)"
+               + created + R"(,"model":)" + json_string(model) + R"(,"choices":[],"usage":)"
+               + usage_json(s.prompt_tokens, s.completion_tokens) + "}\n\n");
+  if (!ec)
+    send_chunk("data: [DONE]\n\n");
+  if (!ec)
+    net::write(sock, net::buffer(std::string{"0\r\n\r\n"}), ec);
+}
+
+void serve(tcp::socket sock, settings s) {
+  beast::flat_buffer buf;
+  for (;;) {
+    http::request<http::string_body> req;
+    beast::error_code ec;
+    http::read(sock, buf, req, ec);
+    if (ec)
+      return;
+    const int latency = header_int(req, "X-Mock-Latency-Ms", s.latency_ms);
+    if (latency > 0)
+      std::this_thread::sleep_for(std::chrono::milliseconds{latency});
+    const int forced = header_int(req, "X-Mock-Status", 0);
+    const auto target = std::string{req.target()};
+    if (forced >= 400) {
+      const auto retry = req.find("X-Mock-Retry-After");
+      write_response(sock, req, static_cast<unsigned>(forced),
+                     R"({"error":{"message":"forced by X-Mock-Status","type":"mock_error","code":null}})",
+                     retry == req.end() ? std::string{} : std::string{retry->value()});
+    } else if (req.method() == http::verb::post && target == "/v1/chat/completions") {
+      chat(sock, req, s);
+    } else if (req.method() == http::verb::get && target == "/v1/models") {
+      write_response(sock, req, 200,
+                     R"({"object":"list","data":[{"id":"mock-model","object":"model","created":0,"owned_by":"mock"}]})");
+    } else if (req.method() == http::verb::get && target == "/ping") {
+      write_response(sock, req, 200, R"({"status":"pong"})");
+    } else if (req.method() == http::verb::post && target == "/v1/images/generations") {
+      write_response(sock, req, 200,
+                     R"({"created":0,"data":[{"url":"http://127.0.0.1/mock.png","revised_prompt":"mock"}]})");
+    } else {
+      write_response(sock, req, 404,
+                     R"({"error":{"message":"no such mock route","type":"invalid_request_error","code":null}})");
+    }
+    if (!req.keep_alive())
+      return;
+  }
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"mock_upstream: an OpenAI-compatible upstream for tests and benchmarks"};
+  std::string listen = "127.0.0.1:0";
+  settings s;
+  app.add_option("--listen", listen, "HOST:PORT (port 0: any; the port is printed)");
+  app.add_option("--latency-ms", s.latency_ms, "delay before every answer");
+  app.add_option("--chunks", s.chunks, "content chunks per completion");
+  app.add_option("--chunk-interval-ms", s.chunk_interval_ms, "delay between stream chunks");
+  app.add_option("--prompt-tokens", s.prompt_tokens, "usage.prompt_tokens reported");
+  app.add_option("--completion-tokens", s.completion_tokens, "usage.completion_tokens reported");
+  CLI11_PARSE(app, argc, argv);
+  const auto colon = listen.rfind(':');
+  if (colon == std::string::npos) {
+    std::cerr << "mock_upstream: --listen HOST:PORT\n";
+    return 2;
+  }
+  net::io_context ioc;
+  tcp::acceptor acceptor{ioc, {net::ip::make_address(listen.substr(0, colon)),
+                               static_cast<unsigned short>(std::stoi(listen.substr(colon + 1)))}};
+  std::cout << "mock_upstream listening on http://" << listen.substr(0, colon) << ":"
+            << acceptor.local_endpoint().port() << std::endl;
+  for (;;) {
+    tcp::socket sock{ioc};
+    acceptor.accept(sock);
+    sock.set_option(tcp::no_delay{true});
+    std::thread{serve, std::move(sock), s}.detach();
+  }
+}
