@@ -284,6 +284,32 @@ void create_user(accounts_pointer self, const new_user& req, const std::string& 
     [done](caf::error e) mutable { done(std::move(e)); });
 }
 
+/// Writes a changed key and its audit entry; on commit the key directory
+/// hears of it (so a running key actor sees it before the caller does), on
+/// refusal the key is put back as it was.
+caf::result<core::key_record> commit_key_change(accounts_pointer self,
+                                                const core::key_record& before,
+                                                const core::key_record& after,
+                                                const core::audit_context& ctx, std::string action,
+                                                std::string details_json) {
+  auto& st = self->state;
+  std::vector<storage::write_op> ops;
+  ops.push_back(
+    put_op(storage::column::keys, storage::key_key(after.hash), storage::encode(after)));
+  add_audit(self, ops, ctx, std::move(action), "api_key", std::to_string(after.id),
+            std::move(details_json));
+  const auto audits = st.audit.size();
+  auto rp = self->make_response_promise<core::key_record>();
+  persist_then_deliver(
+    self, std::move(ops), rp, after,
+    [self, before, audits] {
+      insert_key(self->state, before);
+      self->state.audit.resize(audits - 1);
+    },
+    [self, after] { self->send(self->state.directory, key_changed_atom::value, after, false); });
+  return rp;
+}
+
 accounts_actor::behavior_type accounts_impl(accounts_pointer self) {
   return {
     [=](lookup_atom, const std::string& hash) -> key_lookup {
@@ -390,24 +416,7 @@ accounts_actor::behavior_type accounts_impl(accounts_pointer self) {
         d.list("read", upd.scopes.read).list("write", upd.scopes.write);
       }
       k->updated_at = st.now();
-      const auto after = *k;
-      std::vector<storage::write_op> ops;
-      ops.push_back(
-        put_op(storage::column::keys, storage::key_key(after.hash), storage::encode(after)));
-      add_audit(self, ops, upd.access.ctx, "api_key_updated", "api_key",
-                std::to_string(after.id), d.take());
-      const auto audits = st.audit.size();
-      auto rp = self->make_response_promise<core::key_record>();
-      persist_then_deliver(
-        self, std::move(ops), rp, after,
-        [self, before, audits] {
-          insert_key(self->state, before);
-          self->state.audit.resize(audits - 1);
-        },
-        [self, after] {
-          self->send(self->state.directory, key_changed_atom::value, after, false);
-        });
-      return rp;
+      return commit_key_change(self, before, *k, upd.access.ctx, "api_key_updated", d.take());
     },
     [=](revoke_key_atom, const key_access& a) -> caf::result<core::key_record> {
       auto& st = self->state;
@@ -421,24 +430,8 @@ accounts_actor::behavior_type accounts_impl(accounts_pointer self) {
       k->active = false;
       k->revoked_at = st.now();
       k->updated_at = k->revoked_at;
-      const auto after = *k;
-      std::vector<storage::write_op> ops;
-      ops.push_back(
-        put_op(storage::column::keys, storage::key_key(after.hash), storage::encode(after)));
-      add_audit(self, ops, a.ctx, "api_key_revoked", "api_key", std::to_string(after.id),
-                details{}.str("key_name", after.name).take());
-      const auto audits = st.audit.size();
-      auto rp = self->make_response_promise<core::key_record>();
-      persist_then_deliver(
-        self, std::move(ops), rp, after,
-        [self, before, audits] {
-          insert_key(self->state, before);
-          self->state.audit.resize(audits - 1);
-        },
-        [self, after] {
-          self->send(self->state.directory, key_changed_atom::value, after, false);
-        });
-      return rp;
+      return commit_key_change(self, before, *k, a.ctx, "api_key_revoked",
+                               details{}.str("key_name", k->name).take());
     },
     [=](delete_key_atom, const key_access& a) -> caf::result<core::key_record> {
       auto& st = self->state;
@@ -564,28 +557,11 @@ accounts_actor::behavior_type accounts_impl(accounts_pointer self) {
       if (l.tokens_per_month >= 0)
         k->tokens_per_month = l.tokens_per_month;
       k->updated_at = st.now();
-      const auto after = *k;
-      std::vector<storage::write_op> ops;
-      ops.push_back(
-        put_op(storage::column::keys, storage::key_key(after.hash), storage::encode(after)));
-      add_audit(self, ops, l.access.ctx, "token_limits_changed", "api_key",
-                std::to_string(after.id),
-                details{}
-                  .str("daily_limit", std::to_string(after.tokens_per_day))
-                  .str("monthly_limit", std::to_string(after.tokens_per_month))
-                  .take());
-      const auto audits = st.audit.size();
-      auto rp = self->make_response_promise<core::key_record>();
-      persist_then_deliver(
-        self, std::move(ops), rp, after,
-        [self, before, audits] {
-          insert_key(self->state, before);
-          self->state.audit.resize(audits - 1);
-        },
-        [self, after] {
-          self->send(self->state.directory, key_changed_atom::value, after, false);
-        });
-      return rp;
+      return commit_key_change(self, before, *k, l.access.ctx, "token_limits_changed",
+                               details{}
+                                 .str("daily_limit", std::to_string(k->tokens_per_day))
+                                 .str("monthly_limit", std::to_string(k->tokens_per_month))
+                                 .take());
     },
     [=](audit_atom, const audit_filter& f) -> audit_page {
       audit_page r;

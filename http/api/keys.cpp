@@ -183,6 +183,21 @@ bool key_access_of(core::api_request& req, core::responder_ptr& out, const core:
   return true;
 }
 
+/// Admin key routes: the key from the `id` parameter, one question to the
+/// accounts actor, and `answer` on success.
+template <class Atom, class Answer>
+void ask_admin_key(actors::router_pointer self, const actors::services& svc,
+                   core::api_request& req, core::responder_ptr& out, const core::principal& who,
+                   Atom atom, Answer answer) {
+  actors::key_access a;
+  if (!key_access_of(req, out, who, "id", a))
+    return;
+  a.admin = true;
+  self->request(svc.accounts, svc.ask_timeout, atom, std::move(a))
+    .then([out, answer](core::key_record& k) mutable { respond_json(out, answer(k)); },
+          [out](caf::error& e) mutable { respond_error(out, e); });
+}
+
 } // namespace
 
 void create_own_key(actors::router_pointer self, const actors::services& svc,
@@ -227,7 +242,9 @@ void update_own_key(actors::router_pointer self, const actors::services& svc,
   }
   self->request(svc.accounts, svc.ask_timeout, actors::update_key_atom::value, std::move(upd))
     .then(
-      [out](core::key_record& k) mutable { respond_json(out, key_body(k, "API key updated successfully")); },
+      [out](core::key_record& k) mutable {
+        respond_json(out, key_body(k, "API key updated successfully"));
+      },
       [out](caf::error& e) mutable { respond_error(out, e); });
 }
 
@@ -276,41 +293,26 @@ void admin_list_keys(actors::router_pointer self, const actors::services& svc,
 void admin_get_key(actors::router_pointer self, const actors::services& svc,
                    core::api_request& req, core::responder_ptr& out,
                    const core::principal& who) {
-  actors::key_access a;
-  if (!key_access_of(req, out, who, "id", a))
-    return;
-  a.admin = true;
-  self->request(svc.accounts, svc.ask_timeout, actors::get_key_atom::value, std::move(a))
-    .then(
-      [out](core::key_record& k) mutable { respond_json(out, key_body(k)); },
-      [out](caf::error& e) mutable { respond_error(out, e); });
+  ask_admin_key(self, svc, req, out, who, actors::get_key_atom::value,
+                [](const core::key_record& k) { return key_body(k); });
 }
 
 void admin_revoke_key(actors::router_pointer self, const actors::services& svc,
                       core::api_request& req, core::responder_ptr& out,
                       const core::principal& who) {
-  actors::key_access a;
-  if (!key_access_of(req, out, who, "id", a))
-    return;
-  a.admin = true;
-  self->request(svc.accounts, svc.ask_timeout, actors::revoke_key_atom::value, std::move(a))
-    .then(
-      [out](core::key_record& k) mutable { respond_json(out, key_body(k, "API key revoked successfully")); },
-      [out](caf::error& e) mutable { respond_error(out, e); });
+  ask_admin_key(self, svc, req, out, who, actors::revoke_key_atom::value,
+                [](const core::key_record& k) {
+                  return key_body(k, "API key revoked successfully");
+                });
 }
 
 void admin_delete_key(actors::router_pointer self, const actors::services& svc,
                       core::api_request& req, core::responder_ptr& out,
                       const core::principal& who) {
-  actors::key_access a;
-  if (!key_access_of(req, out, who, "id", a))
-    return;
-  a.admin = true;
-  self->request(svc.accounts, svc.ask_timeout, actors::delete_key_atom::value, std::move(a))
-    .then([out](core::key_record&) mutable {
-            respond_json(out, message_body("API key deleted successfully"));
-          },
-          [out](caf::error& e) mutable { respond_error(out, e); });
+  ask_admin_key(self, svc, req, out, who, actors::delete_key_atom::value,
+                [](const core::key_record&) {
+                  return message_body("API key deleted successfully");
+                });
 }
 
 } // namespace tollgate::http::api

@@ -2,6 +2,7 @@
 # folder. Loopback only; every run is bounded by DURATION.
 
 RUNS=${RUNS:-3}
+SCRIPT=${SCRIPT:-tools/bench/summary.lua}
 DURATION=${DURATION:-5s}
 BIN=${BIN:-build/app/tollgate}
 PORT=${PORT:-18089}
@@ -11,8 +12,10 @@ results="$work/results"
 TG_PID=""
 TG_KEY=""
 
+EXTRA_PIDS=()
 bench_cleanup() {
   [ -n "$TG_PID" ] && kill "$TG_PID" 2>/dev/null || true
+  for p in "${EXTRA_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"
 }
@@ -59,13 +62,16 @@ measure() {
   for conns in 1 32; do
     wrk -t1 -c"$conns" -d1s "$@" "http://127.0.0.1:$PORT$path" >/dev/null
     for run in $(seq 1 "$RUNS"); do
-      line=$(wrk -t1 -c"$conns" -d"$DURATION" -s tools/bench/summary.lua "$@" \
+      line=$(wrk -t1 -c"$conns" -d"$DURATION" -s "$SCRIPT" "$@" \
         "http://127.0.0.1:$PORT$path" | grep '^RESULT')
       echo "$label c=$conns run=$run $line"
       echo "$label $conns $line" >> "$results"
     done
   done
 }
+
+# peak_rss_mib PID: the process's peak resident memory.
+peak_rss_mib() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 
 # table LABEL...: the medians of each label as Markdown rows.
 table() {
