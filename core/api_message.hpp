@@ -36,6 +36,10 @@ struct api_response {
   std::uint16_t status = 200;
   std::string content_type = "application/json";
   header_list headers;
+  /// Further header fields, already rendered as "Name: value\r\n" lines.
+  /// Hot paths (the rate-limit headers on every metered response) append
+  /// here: one string instead of a heap pair per field.
+  std::string raw_headers;
   std::string body;
 };
 
@@ -47,7 +51,7 @@ typename Inspector::result_type inspect(Inspector& f, api_request& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, api_response& x) {
-  return f(x.status, x.content_type, x.headers, x.body);
+  return f(x.status, x.content_type, x.headers, x.raw_headers, x.body);
 }
 
 /// The way back to the connection a request came from. An implementation must

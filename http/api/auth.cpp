@@ -37,17 +37,19 @@ bool starts_with_bearer(std::string_view s) noexcept {
 /// Adds the rate-limit headers to whatever the handler answers.
 class header_responder final : public core::responder {
 public:
-  header_responder(core::responder_ptr inner, core::header_list headers)
+  header_responder(core::responder_ptr inner, std::string headers)
     : inner_(std::move(inner)), headers_(std::move(headers)) {}
   void respond(core::api_response&& r) noexcept override {
-    for (auto& h : headers_)
-      r.headers.push_back(std::move(h));
+    if (r.raw_headers.empty())
+      r.raw_headers = std::move(headers_);
+    else
+      r.raw_headers += headers_;
     inner_->respond(std::move(r));
   }
 
 private:
   core::responder_ptr inner_;
-  core::header_list headers_;
+  std::string headers_;  ///< rendered "Name: value\r\n" lines
 };
 
 std::int64_t now_epoch(const actors::services& svc) {
@@ -93,7 +95,7 @@ void reject_rate_limited(const actors::services& svc, const access& a, core::api
   else
     res.body = rate_limited_body(r, now);
   static const std::vector<std::string> all = {"x-ratelimit", "ratelimit", "ietf"};
-  add_rate_limit_headers(res.headers, r, svc.limits ? dialects_for(*svc.limits, a.group) : all,
+  add_rate_limit_headers(res.raw_headers, r, svc.limits ? dialects_for(*svc.limits, a.group) : all,
                          now);
   out->respond(std::move(res));
 }
@@ -169,7 +171,7 @@ actors::route_handler authenticated(access a, authed_handler h) {
             return;
           }
           if (d.limits.metered && svc.limits) {
-            core::header_list headers;
+            std::string headers;
             add_rate_limit_headers(headers, d.limits, dialects_for(*svc.limits, a.group),
                                    now_epoch(svc));
             out = std::make_shared<header_responder>(std::move(out), std::move(headers));

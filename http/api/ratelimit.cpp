@@ -4,6 +4,7 @@
 #include "http/api/json.hpp"
 
 #include <algorithm>
+#include <charconv>
 
 namespace tollgate::http::api {
 
@@ -11,6 +12,12 @@ namespace {
 
 bool has(const std::vector<std::string>& v, std::string_view s) {
   return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+void append_int(std::string& out, std::int64_t v) {
+  char buf[24];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, r.ptr);
 }
 
 } // namespace
@@ -23,35 +30,49 @@ const std::vector<std::string>& dialects_for(const core::limits_config& cfg,
   return cfg.headers;
 }
 
-void add_rate_limit_headers(core::header_list& out, const actors::limit_report& r,
+void add_rate_limit_headers(std::string& out, const actors::limit_report& r,
                             const std::vector<std::string>& dialects, std::int64_t now_epoch) {
   if (!r.metered)
     return;
   const auto until_reset = std::max<std::int64_t>(0, r.reset - now_epoch);
+  out.reserve(out.size() + 400);
+  const auto field = [&out](std::string_view name, std::int64_t value) {
+    out.append(name);
+    out.append(": ");
+    append_int(out, value);
+    out.append("\r\n");
+  };
   if (has(dialects, "x-ratelimit")) {
-    out.emplace_back("X-RateLimit-Limit", std::to_string(r.limit));
-    out.emplace_back("X-RateLimit-Remaining", std::to_string(r.remaining));
-    out.emplace_back("X-RateLimit-Reset", std::to_string(r.reset));
-    out.emplace_back("X-RateLimit-Window", std::to_string(r.window));
+    field("X-RateLimit-Limit", r.limit);
+    field("X-RateLimit-Remaining", r.remaining);
+    field("X-RateLimit-Reset", r.reset);
+    field("X-RateLimit-Window", r.window);
   }
   if (has(dialects, "ratelimit")) {
-    out.emplace_back("RateLimit-Limit", std::to_string(r.limit));
-    out.emplace_back("RateLimit-Remaining", std::to_string(r.remaining));
-    out.emplace_back("RateLimit-Reset", std::to_string(until_reset));
+    field("RateLimit-Limit", r.limit);
+    field("RateLimit-Remaining", r.remaining);
+    field("RateLimit-Reset", until_reset);
   }
   if (has(dialects, "ietf")) {
-    std::string policy;
+    out.append("RateLimit-Policy: ");
+    bool first = true;
     for (const auto& p : r.policies) {
-      if (!policy.empty())
-        policy += ", ";
-      policy += '"' + p.name + "\";q=" + std::to_string(p.limit) + ";w=" + std::to_string(p.window);
+      if (!first)
+        out.append(", ");
+      first = false;
+      out.append("\"").append(p.name).append("\";q=");
+      append_int(out, p.limit);
+      out.append(";w=");
+      append_int(out, p.window);
     }
-    out.emplace_back("RateLimit-Policy", std::move(policy));
-    out.emplace_back("RateLimit", '"' + r.policy + "\";r=" + std::to_string(r.remaining)
-                                    + ";t=" + std::to_string(until_reset));
+    out.append("\r\nRateLimit: \"").append(r.policy).append("\";r=");
+    append_int(out, r.remaining);
+    out.append(";t=");
+    append_int(out, until_reset);
+    out.append("\r\n");
   }
   if (!r.allowed)
-    out.emplace_back("Retry-After", std::to_string(std::max<std::int64_t>(1, r.retry_after)));
+    field("Retry-After", std::max<std::int64_t>(1, r.retry_after));
 }
 
 std::string rate_limited_body(const actors::limit_report& r, std::int64_t now_epoch) {

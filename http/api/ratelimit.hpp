@@ -9,7 +9,8 @@
 
 namespace tollgate::http::api {
 
-/// Adds the rate-limit headers of every dialect in `dialects` to `out`:
+/// Appends the rate-limit headers of every dialect in `dialects` to `out`,
+/// rendered as "Name: value\r\n" lines (core::api_response::raw_headers):
 ///  - "x-ratelimit": X-RateLimit-Limit, -Remaining, -Reset (UTC epoch
 ///    seconds), -Window (seconds): the usage guide, gateway reference and
 ///    scans API;
@@ -18,7 +19,7 @@ namespace tollgate::http::api {
 ///  - "ietf": the IETF draft's structured RateLimit-Policy (every policy
 ///    that applied) and RateLimit (the most restrictive one).
 /// On a rejection, Retry-After (whole seconds, >= 1) as well.
-void add_rate_limit_headers(core::header_list& out, const actors::limit_report& r,
+void add_rate_limit_headers(std::string& out, const actors::limit_report& r,
                             const std::vector<std::string>& dialects, std::int64_t now_epoch);
 
 /// The dialects configured for a route group.

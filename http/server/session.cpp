@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include <array>
+#include <charconv>
 #include <atomic>
 
 namespace tollgate::http {
@@ -71,6 +72,12 @@ private:
   http_metrics& metrics_;
   std::atomic<bool> done_{false};
 };
+
+void append_number(std::string& out, std::uint64_t v) {
+  char buf[24];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, r.ptr);
+}
 
 constexpr std::string_view continue_line = "HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -298,23 +305,44 @@ void session::on_drain() {
 
 void session::send(core::api_response&& res, bool close) {
   phase_ = phase::writing;
-  res_ = {};
-  res_.version(11);
-  res_.result(res.status);
-  res_.set(bhttp::field::content_type, res.content_type);
-  res_.set("X-Request-Id", request_id_);
-  for (auto& [name, value] : res.headers)
-    res_.insert(name, value);
-  res_.body() = std::move(res.body);
-  res_.keep_alive(!close);
-  res_.prepare_payload();
+  status_ = res.status;
+  // The head is written by hand into a buffer the session keeps: Beast's
+  // fields container allocates an element per header and its serializer a
+  // state object per response, which on a metered route (nine rate-limit
+  // fields) cost more than the limits themselves.
+  head_.clear();
+  head_.append("HTTP/1.1 ");
+  append_number(head_, res.status);
+  head_.push_back(' ');
+  const auto reason = bhttp::obsolete_reason(bhttp::int_to_status(res.status));
+  head_.append(reason.data(), reason.size());
+  head_.append("\r\n");
+  if (!res.content_type.empty())
+    head_.append("Content-Type: ").append(res.content_type).append("\r\n");
+  head_.append("X-Request-Id: ").append(request_id_).append("\r\n");
+  for (const auto& [name, value] : res.headers)
+    head_.append(name).append(": ").append(value).append("\r\n");
+  head_.append(res.raw_headers);
+  // RFC 9110: no Content-Length on 1xx, 204 and 304.
+  if (res.status >= 200 && res.status != 204 && res.status != 304) {
+    head_.append("Content-Length: ");
+    append_number(head_, res.body.size());
+    head_.append("\r\n");
+  } else {
+    res.body.clear();
+  }
+  if (close)
+    head_.append("Connection: close\r\n");
+  head_.append("\r\n");
+  body_ = std::move(res.body);
   stream_.expires_after(ctx_->cfg.request_timeout);
-  bhttp::async_write(stream_, res_,
-                     beast::bind_front_handler(&session::on_write, shared_from_this(), close));
+  const std::array<net::const_buffer, 2> out{net::buffer(head_), net::buffer(body_)};
+  net::async_write(stream_, out,
+                   beast::bind_front_handler(&session::on_write, shared_from_this(), close));
 }
 
 void session::on_write(bool close, beast::error_code ec, std::size_t bytes) {
-  const auto status = res_.result_int();
+  const auto status = status_;
   const auto elapsed = std::chrono::steady_clock::now() - started_;
   const double seconds = std::chrono::duration<double>(elapsed).count();
   ctx_->metrics->record(route_, method_, status, seconds);

@@ -57,7 +57,9 @@ private:
   boost::beast::flat_buffer buffer_;
   std::shared_ptr<server_context> ctx_;
   std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
-  boost::beast::http::response<boost::beast::http::string_body> res_;
+  std::string head_;            ///< the response head being written; keeps its capacity
+  std::string body_;            ///< the response body being written
+  unsigned status_ = 0;         ///< the status of the response being written
   phase phase_ = phase::idle;
   bool drain_ = false;
   bool counted_in_flight_ = false;
