@@ -55,6 +55,11 @@ using reset_atom = caf::atom_constant<caf::atom("reset")>;
 using set_limits_atom = caf::atom_constant<caf::atom("set_lim")>;
 using reserve_atom = caf::atom_constant<caf::atom("reserve")>;
 using settle_atom = caf::atom_constant<caf::atom("settle")>;
+using hold_atom = caf::atom_constant<caf::atom("hold")>;
+using charge_atom = caf::atom_constant<caf::atom("charge")>;
+using credit_atom = caf::atom_constant<caf::atom("credit")>;
+using balance_atom = caf::atom_constant<caf::atom("balance")>;
+using ledger_atom = caf::atom_constant<caf::atom("ledger")>;
 
 /// Errors that actors answer with: a core::errc plus a message for the
 /// client, in the "tollgate" category.
@@ -393,6 +398,57 @@ typename Inspector::result_type inspect(Inspector& f, audit_page& x) {
   return f(x.entries, x.total);
 }
 
+/// Credits set aside for one call: the worst-case price is taken from the
+/// balance (and written) before the upstream call, so concurrent calls can
+/// never spend more than the balance.
+struct credit_hold {
+  bool granted = false;
+  std::uint64_t hold_id = 0;
+  std::int64_t held_micro = 0;
+  std::int64_t balance_micro = 0;  ///< after the hold (or the balance that refused it)
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, credit_hold& x) {
+  return f(x.granted, x.hold_id, x.held_micro, x.balance_micro);
+}
+
+/// One durable line of the ledger: a charge for a call or a credit by an admin.
+struct ledger_entry {
+  std::uint64_t id = 0;
+  std::uint64_t user_id = 0;
+  std::uint64_t key_id = 0;
+  std::string kind;  ///< "charge" or "credit"
+  std::string model;
+  std::string provider;
+  std::int64_t prompt_tokens = 0;
+  std::int64_t completion_tokens = 0;
+  std::int64_t amount_micro = 0;   ///< charged (charge) or added (credit)
+  std::int64_t balance_micro = 0;  ///< after this entry
+  std::int64_t timestamp = 0;
+  std::string request_id;
+  std::string note;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, ledger_entry& x) {
+  return f(x.id, x.user_id, x.key_id, x.kind, x.model, x.provider, x.prompt_tokens,
+           x.completion_tokens, x.amount_micro, x.balance_micro, x.timestamp, x.request_id, x.note);
+}
+
+/// Settles a hold: the held amount comes back, `entry.amount_micro` is
+/// charged and recorded.
+struct charge_request {
+  std::uint64_t hold_id = 0;
+  std::int64_t held_micro = 0;
+  ledger_entry entry;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, charge_request& x) {
+  return f(x.hold_id, x.held_micro, x.entry);
+}
+
 /// The storage actor: a detached actor that owns the RocksDB handle and
 /// group-commits writes (see storage_actor.hpp).
 using storage_actor = caf::typed_actor<
@@ -428,6 +484,14 @@ using accounts_actor = caf::typed_actor<
   caf::replies_to<set_limits_atom, user_limits>::with<core::user_record>,
   caf::replies_to<set_limits_atom, key_limits>::with<core::key_record>,
   caf::replies_to<bootstrap_atom, std::string>::with<std::string>>;
+
+/// Balances and the ledger (see wallet.hpp).
+using wallet_actor = caf::typed_actor<
+  caf::replies_to<hold_atom, std::uint64_t, std::int64_t>::with<credit_hold>,
+  caf::replies_to<charge_atom, charge_request>::with<ledger_entry>,
+  caf::replies_to<credit_atom, ledger_entry>::with<ledger_entry>,
+  caf::replies_to<balance_atom, std::uint64_t>::with<std::int64_t>,
+  caf::replies_to<ledger_atom, std::uint64_t, page>::with<std::vector<ledger_entry>>>;
 
 /// One actor per live API key: answers the auth decision and (from the
 /// limits issue on) owns every counter of its key.

@@ -28,6 +28,7 @@ struct services {
   storage_actor storage;
   accounts_actor accounts;
   key_directory_actor directory;
+  wallet_actor wallet;
   bool allow_anonymous = false;
   /// The limits configuration (header dialects per route group).
   std::shared_ptr<const core::limits_config> limits;

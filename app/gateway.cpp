@@ -4,6 +4,7 @@
 #include "actors/key_directory.hpp"
 #include "actors/router.hpp"
 #include "actors/storage_actor.hpp"
+#include "actors/wallet.hpp"
 #include "app/config_loader.hpp"
 #include "http/routes.hpp"
 #include "http/server/dispatcher.hpp"
@@ -37,6 +38,7 @@ struct gateway::impl {
   actors::storage_actor storage;
   actors::key_directory_actor directory;
   actors::accounts_actor accounts;
+  actors::wallet_actor wallet;
   std::vector<actors::router_actor> routers;
   http::route_set routes;
   std::unique_ptr<http::http_metrics> http_metrics;
@@ -73,6 +75,7 @@ void gateway::start() {
   auto db = std::shared_ptr<storage::store>(
     storage::store::open({s.cfg.storage.data_dir, s.cfg.storage.sync_writes}));
   auto snapshot = actors::load_accounts(*db);
+  auto wallet_snapshot = actors::load_wallet(*db);
   spdlog::info("loaded {} users, {} keys, {} audit entries", snapshot.users.size(),
                snapshot.keys.size(), snapshot.audit.size());
 
@@ -103,6 +106,8 @@ void gateway::start() {
     *s.system, std::move(snapshot), s.storage, s.directory, s.clock,
     {s.cfg.accounts.initial_credits_micro, s.cfg.accounts.max_keys_per_user});
   caf::anon_send(s.directory, actors::lookup_atom::value, s.accounts);
+  s.wallet = actors::spawn_wallet(*s.system, std::move(wallet_snapshot), s.storage, s.accounts,
+                                  s.clock);
   bootstrap_admin();
 
   s.routes = http::build_routes();
@@ -110,6 +115,7 @@ void gateway::start() {
   svc.storage = s.storage;
   svc.accounts = s.accounts;
   svc.directory = s.directory;
+  svc.wallet = s.wallet;
   svc.allow_anonymous = s.cfg.auth.allow_anonymous;
   svc.limits = limits;
   svc.limit_decisions = &s.registry.counters(
@@ -207,9 +213,12 @@ bool gateway::shutdown() {
       caf::anon_send_exit(r, caf::exit_reason::user_shutdown);
     if (s.accounts)
       caf::anon_send_exit(s.accounts, caf::exit_reason::user_shutdown);
+    if (s.wallet)
+      caf::anon_send_exit(s.wallet, caf::exit_reason::user_shutdown);
     if (s.directory)
       caf::anon_send_exit(s.directory, caf::exit_reason::user_shutdown);
     s.accounts = nullptr;
+    s.wallet = nullptr;
     s.directory = nullptr;
     if (s.storage)
       caf::anon_send_exit(s.storage, caf::exit_reason::user_shutdown);

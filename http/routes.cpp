@@ -2,6 +2,7 @@
 
 #include "http/api/admin.hpp"
 #include "http/api/auth.hpp"
+#include "http/api/credits.hpp"
 #include "http/api/keys.hpp"
 #include "http/api/public_routes.hpp"
 #include "http/api/usage.hpp"
@@ -40,6 +41,8 @@ route_set build_routes() {
   add("PUT", "/user/api-keys/{key_id}", authenticated(keys, api::update_own_key), true);
   add("DELETE", "/user/api-keys/{key_id}", authenticated(keys, api::delete_own_key), true);
   add("GET", "/user/balance", authenticated(account, api::balance), true);
+  add("GET", "/user/ledger", authenticated(account, api::my_ledger), true);
+  add("POST", "/admin/add_credits", authenticated(admin, api::add_credits), true);
 
   // Admin: users, roles, audit (gateway reference).
   add("POST", "/admin/create", authenticated(admin, api::admin_create_user), true);

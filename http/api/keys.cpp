@@ -261,24 +261,6 @@ void delete_own_key(actors::router_pointer self, const actors::services& svc,
           [out](caf::error& e) mutable { respond_error(out, e); });
 }
 
-void balance(actors::router_pointer self, const actors::services& svc, core::api_request&,
-             core::responder_ptr& out, const core::principal& who) {
-  self->request(svc.accounts, svc.ask_timeout, actors::get_user_atom::value, who.user_id)
-    .then(
-      [out, who](core::user_record& u) mutable {
-        json_writer w;
-        w->StartObject();
-        w.field("api_key", core::api_key::mask(core::api_key::prefix_of(who.env), who.last4));
-        w.field("credits", credits(u.credits_micro));
-        w.field("status", "active");
-        w.field("user_id", u.id);
-        w.field("plan", u.plan);
-        w->EndObject();
-        respond_json(out, w.take());
-      },
-      [out](caf::error& e) mutable { respond_error(out, e); });
-}
-
 void admin_create_key(actors::router_pointer self, const actors::services& svc,
                       core::api_request& req, core::responder_ptr& out,
                       const core::principal& who) {

@@ -15,8 +15,6 @@ void update_own_key(actors::router_pointer, const actors::services&, core::api_r
                     core::responder_ptr&, const core::principal&);
 void delete_own_key(actors::router_pointer, const actors::services&, core::api_request&,
                     core::responder_ptr&, const core::principal&);
-void balance(actors::router_pointer, const actors::services&, core::api_request&,
-             core::responder_ptr&, const core::principal&);
 
 void admin_create_key(actors::router_pointer, const actors::services&, core::api_request&,
                       core::responder_ptr&, const core::principal&);

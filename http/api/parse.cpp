@@ -6,6 +6,7 @@
 #include <simdjson.h>
 
 #include <charconv>
+#include <cmath>
 #include <functional>
 
 namespace tollgate::http::api {
@@ -392,29 +393,70 @@ parsed<token_limits_body> parse_token_limits(std::string_view body) {
   return r;
 }
 
+namespace {
+
+/// A user id as a number or, as the gateway reference shows it, "user_123".
+std::string get_user_id(simdjson::dom::element e, std::uint64_t& out) {
+  std::uint64_t id = 0;
+  std::string_view text;
+  if (e.get(id) == simdjson::SUCCESS && id > 0) {
+    out = id;
+    return {};
+  }
+  if (e.get(text) == simdjson::SUCCESS) {
+    if (text.rfind("user_", 0) == 0)
+      text.remove_prefix(5);
+    auto parsed_id = parse_id(text, "user_id");
+    if (parsed_id) {
+      out = parsed_id.value;
+      return {};
+    }
+  }
+  return "user_id must be a positive integer";
+}
+
+} // namespace
+
+parsed<add_credits_body> parse_add_credits(std::string_view body) {
+  auto r = parse_fields<add_credits_body>(
+    body, [&](add_credits_body& v, std::string_view k, simdjson::dom::element e,
+              bool& known) -> std::string {
+      known = true;
+      if (k == "user_id")
+        return get_user_id(e, v.user_id);
+      if (k == "reason")
+        return get_string(e, "reason", 500, true, v.reason);
+      if (k == "credits") {
+        double d = 0;
+        std::int64_t i = 0;
+        if (e.get(i) == simdjson::SUCCESS)
+          d = static_cast<double>(i);
+        else if (e.get(d) != simdjson::SUCCESS)
+          return "credits must be a number";
+        if (!(d > 0 && d <= 1e9))
+          return "credits must be more than 0 and at most 1000000000";
+        const double micro = d * 1e6;
+        v.credits_micro = static_cast<std::int64_t>(micro + 0.5);
+        if (v.credits_micro <= 0 || std::abs(micro - static_cast<double>(v.credits_micro)) > 1e-3)
+          return "credits: at most 6 decimal places";
+        return {};
+      }
+      known = false;
+      return {};
+    });
+  if (r && r.value.user_id == 0)
+    r.error = "user_id is required";
+  else if (r && r.value.credits_micro == 0)
+    r.error = "credits is required";
+  return r;
+}
+
 parsed<user_limits_body> parse_user_limits(std::string_view body) {
   auto r = parse_fields<user_limits_body>(body, [&](user_limits_body& v, std::string_view k, simdjson::dom::element e,
                                      bool& known) -> std::string {
     known = true;
-    if (k == "user_id") {
-      std::uint64_t id = 0;
-      // The reference shows "user_123"; accept that and plain numbers.
-      std::string_view text;
-      if (e.get(id) == simdjson::SUCCESS && id > 0) {
-        v.user_id = id;
-        return {};
-      }
-      if (e.get(text) == simdjson::SUCCESS) {
-        if (text.rfind("user_", 0) == 0)
-          text.remove_prefix(5);
-        auto parsed_id = parse_id(text, "user_id");
-        if (parsed_id) {
-          v.user_id = parsed_id.value;
-          return {};
-        }
-      }
-      return "user_id must be a positive integer";
-    }
+    if (k == "user_id")
+      return get_user_id(e, v.user_id);
     if (k == "requests_per_minute")
       return get_limit(e, "requests_per_minute", v.per_minute);
     if (k == "requests_per_hour")

@@ -102,6 +102,15 @@ struct user_limits_body {
 /// "GET /user/balance": 10}: requests per minute per endpoint; 0 removes).
 parsed<user_limits_body> parse_user_limits(std::string_view body);
 
+struct add_credits_body {
+  std::uint64_t user_id = 0;
+  std::int64_t credits_micro = 0;
+  std::string reason;
+};
+
+/// POST /admin/add_credits: user_id, credits (> 0, at most 6 decimals), reason.
+parsed<add_credits_body> parse_add_credits(std::string_view body);
+
 /// True for an api_key_hash: 16 lower-case hex characters.
 bool is_short_hash(std::string_view s) noexcept;
 

@@ -126,6 +126,60 @@ TEST_CASE("balance shows the caller's credits in the reference shape", "[integra
   CHECK(str(d["api_key"]) == "gw_live_..." + alice.key.substr(alice.key.size() - 4));
 }
 
+TEST_CASE("admin credits land exactly, survive a restart and are in the ledger",
+          "[integration][credits]") {
+  test::temp_dir dir;
+  const auto tweak = [](core::config& c) { c.accounts.initial_credits_micro = 10'000'000; };
+  std::string admin;
+  user alice;
+  user bob;
+  {
+    instance g{dir.str("data"), core::system_clock::instance(), tweak};
+    admin = g.admin();
+    alice = create_user(g, "alice");
+    bob = create_user(g, "bob");
+    auto r = g.call("POST", "/admin/add_credits", admin,
+                    R"({"user_id":)" + std::to_string(alice.id)
+                      + R"(,"credits":50.000001,"reason":"Support credit"})");
+    REQUIRE(r.status == 200);
+    auto d = json(r);
+    CHECK(d["success"].GetBool());
+    CHECK(str(d["message"]) == "Credits added successfully");
+    CHECK(d["new_balance"].GetDouble() == 60.000001);
+    // The reference's "user_123" form too.
+    r = g.call("POST", "/admin/add_credits", admin,
+               R"({"user_id":"user_)" + std::to_string(alice.id) + R"(","credits":2})");
+    REQUIRE(r.status == 200);
+    CHECK(json(r)["new_balance"].GetDouble() == 62.000001);
+    CHECK(json(g.call("GET", "/user/balance", alice.key))["credits"].GetDouble() == 62.000001);
+
+    // Bad input names the field; nothing changes.
+    for (const char* body :
+         {R"({"credits":5})", R"({"user_id":1})", R"({"user_id":1,"credits":-5})",
+          R"({"user_id":1,"credits":0})", R"({"user_id":1,"credits":"5"})",
+          R"({"user_id":1,"credits":0.0000001})", R"({"user_id":0,"credits":1})", "not json",
+          R"({"user_id":1,"credits":1e12})"}) {
+      auto bad = g.call("POST", "/admin/add_credits", admin, body);
+      INFO(body << " -> " << bad.body);
+      CHECK(bad.status == 400);
+    }
+    CHECK(g.call("POST", "/admin/add_credits", admin, R"({"user_id":999,"credits":1})").status
+          == 404);
+    CHECK(json(g.call("GET", "/user/balance", alice.key))["credits"].GetDouble() == 62.000001);
+  }
+  instance g{dir.str("data"), core::system_clock::instance(), tweak};
+  CHECK(json(g.call("GET", "/user/balance", alice.key))["credits"].GetDouble() == 62.000001);
+  auto ledger = json(g.call("GET", "/user/ledger", alice.key));
+  REQUIRE(ledger["data"].Size() == 2);
+  CHECK(str(ledger["data"][0]["kind"]) == "credit");
+  CHECK(ledger["data"][0]["amount_micro"].GetInt64() == 50'000'001);
+  CHECK(str(ledger["data"][0]["note"]) == "Support credit");
+  CHECK(ledger["data"][1]["amount_micro"].GetInt64() == 2'000'000);
+  CHECK(ledger["data"][1]["balance"].GetDouble() == 62.000001);
+  // Another user sees only their own ledger.
+  CHECK(json(g.call("GET", "/user/ledger", bob.key))["data"].Size() == 0);
+}
+
 TEST_CASE("authorisation matrix across the routes", "[integration][keys][authz]") {
   test::temp_dir dir;
   instance g{dir.str("data")};
@@ -154,6 +208,9 @@ TEST_CASE("authorisation matrix across the routes", "[integration][keys][authz]"
     {"PUT", "/user/api-keys/" + a_key, [] { return std::string{R"({"key_name":"x"})"}; }, false,
      true},
     {"GET", "/user/balance", nullptr, false, false},
+    {"GET", "/user/ledger", nullptr, false, false},
+    {"POST", "/admin/add_credits",
+     [&] { return R"({"user_id":)" + std::to_string(b.id) + R"(,"credits":1})"; }, true, false},
     {"POST", "/admin/create",
      [&] {
        auto u = unique();

@@ -1,0 +1,351 @@
+#include "actors/wallet.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/typed_event_based_actor.hpp>
+#include <caf/typed_response_promise.hpp>
+
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <limits>
+
+namespace tollgate::actors {
+
+namespace {
+
+constexpr auto write_timeout = std::chrono::seconds{10};
+constexpr auto lookup_timeout = std::chrono::seconds{5};
+
+struct wallet_state {
+  storage_actor storage;
+  accounts_actor accounts;
+  const core::clock* clock = nullptr;
+  std::map<std::uint64_t, std::int64_t> balances;
+  std::uint64_t next_entry = 1;
+  std::uint64_t next_hold = 1;
+
+  std::int64_t now() const {
+    return std::chrono::duration_cast<std::chrono::seconds>(clock->now().time_since_epoch())
+      .count();
+  }
+};
+
+using wallet_pointer = wallet_actor::stateful_pointer<wallet_state>;
+
+storage::write_op put(std::string key, std::string value) {
+  return {static_cast<std::uint8_t>(storage::column::ledger), std::move(key), std::move(value),
+          false};
+}
+
+std::vector<storage::write_op> balance_ops(const wallet_state& st, std::uint64_t user_id) {
+  std::vector<storage::write_op> ops;
+  ops.push_back(put(balance_key(user_id), std::to_string(st.balances.at(user_id))));
+  return ops;
+}
+
+/// Writes ops; `done(true)` once committed, `done(false)` when refused or
+/// unconfirmed. Not awaited: the wallet goes on with the next message, so
+/// calls of many users share group commits. Balances are whole values and
+/// the storage actor commits in order, so the last write always holds the
+/// latest balance.
+template <class Done>
+void write(wallet_pointer self, std::vector<storage::write_op> ops, Done done) {
+  ops.push_back({static_cast<std::uint8_t>(storage::column::meta), "seq/ledger",
+                 std::to_string(self->state.next_entry), false});
+  self->request(self->state.storage, write_timeout, write_atom::value, std::move(ops))
+    .then(
+      [done](write_ack& ack) mutable {
+        if (!ack.ok())
+          spdlog::error("wallet: write refused: {}", ack.error);
+        done(ack.ok());
+      },
+      [done](caf::error& e) mutable {
+        spdlog::error("wallet: write not confirmed: {}", to_string(e));
+        done(false);
+      });
+}
+
+/// Runs `then` once the user's balance is known: at once, or after asking
+/// the accounts actor for the initial credits of a user the wallet has never
+/// seen. The lookup is awaited, so no other change overtakes it.
+template <class Then>
+void with_balance(wallet_pointer self, std::uint64_t user_id, Then then) {
+  if (self->state.balances.count(user_id) != 0) {
+    then(true);
+    return;
+  }
+  self->request(self->state.accounts, lookup_timeout, get_user_atom::value, user_id)
+    .await(
+      [self, user_id, then](core::user_record& u) mutable {
+        self->state.balances.emplace(user_id, u.credits_micro);
+        then(true);
+      },
+      [then](caf::error&) mutable { then(false); });
+}
+
+caf::error unknown_user(std::uint64_t user_id) {
+  return make_error(core::errc::not_found, "user " + std::to_string(user_id) + " not found");
+}
+
+caf::error not_saved() {
+  return make_error(core::errc::unavailable, "storage is failing; the change was not confirmed");
+}
+
+} // namespace
+
+std::string balance_key(std::uint64_t user_id) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "b/%020llu", static_cast<unsigned long long>(user_id));
+  return buf;
+}
+
+std::string entry_key(std::uint64_t user_id, std::uint64_t entry_id) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "e/%020llu/%020llu", static_cast<unsigned long long>(user_id),
+                static_cast<unsigned long long>(entry_id));
+  return buf;
+}
+
+std::string encode(const ledger_entry& e) {
+  rapidjson::StringBuffer buf;
+  rapidjson::Writer<rapidjson::StringBuffer> w{buf};
+  const auto str = [&w](const char* k, const std::string& v) {
+    w.Key(k);
+    w.String(v.data(), static_cast<rapidjson::SizeType>(v.size()));
+  };
+  w.StartObject();
+  w.Key("id");
+  w.Uint64(e.id);
+  w.Key("user_id");
+  w.Uint64(e.user_id);
+  w.Key("key_id");
+  w.Uint64(e.key_id);
+  str("kind", e.kind);
+  str("model", e.model);
+  str("provider", e.provider);
+  w.Key("prompt_tokens");
+  w.Int64(e.prompt_tokens);
+  w.Key("completion_tokens");
+  w.Int64(e.completion_tokens);
+  w.Key("amount_micro");
+  w.Int64(e.amount_micro);
+  w.Key("balance_micro");
+  w.Int64(e.balance_micro);
+  w.Key("timestamp");
+  w.Int64(e.timestamp);
+  str("request_id", e.request_id);
+  str("note", e.note);
+  w.EndObject();
+  return {buf.GetString(), buf.GetSize()};
+}
+
+std::optional<ledger_entry> decode_entry(std::string_view json) {
+  rapidjson::Document d;
+  d.Parse(json.data(), json.size());
+  if (d.HasParseError() || !d.IsObject())
+    return std::nullopt;
+  ledger_entry e;
+  const auto u64 = [&d](const char* k, std::uint64_t& out) {
+    if (d.HasMember(k) && d[k].IsUint64())
+      out = d[k].GetUint64();
+  };
+  const auto i64 = [&d](const char* k, std::int64_t& out) {
+    if (d.HasMember(k) && d[k].IsInt64())
+      out = d[k].GetInt64();
+  };
+  const auto str = [&d](const char* k, std::string& out) {
+    if (d.HasMember(k) && d[k].IsString())
+      out.assign(d[k].GetString(), d[k].GetStringLength());
+  };
+  u64("id", e.id);
+  u64("user_id", e.user_id);
+  u64("key_id", e.key_id);
+  str("kind", e.kind);
+  str("model", e.model);
+  str("provider", e.provider);
+  i64("prompt_tokens", e.prompt_tokens);
+  i64("completion_tokens", e.completion_tokens);
+  i64("amount_micro", e.amount_micro);
+  i64("balance_micro", e.balance_micro);
+  i64("timestamp", e.timestamp);
+  str("request_id", e.request_id);
+  str("note", e.note);
+  if (e.id == 0 || e.user_id == 0)
+    return std::nullopt;
+  return e;
+}
+
+wallet_snapshot load_wallet(storage::store& db) {
+  wallet_snapshot snap;
+  constexpr auto all = std::numeric_limits<std::size_t>::max();
+  for (const auto& [key, value] : db.scan(storage::column::ledger, "b/", all)) {
+    try {
+      snap.balances[std::stoull(key.substr(2))] = std::stoll(value);
+    } catch (...) {
+      spdlog::error("storage: skipping undecodable balance {}", key);
+    }
+  }
+  std::string value;
+  std::string error;
+  if (db.get(storage::column::meta, "seq/ledger", value, error)) {
+    try {
+      snap.next_entry = std::stoull(value);
+    } catch (...) {
+      spdlog::error("storage: undecodable seq/ledger; scanning the ledger");
+    }
+  }
+  // The sequence is written with every batch; a scan guards against a store
+  // written by a version that did not.
+  for (const auto& [key, v] : db.scan(storage::column::ledger, "e/", all))
+    if (auto e = decode_entry(v))
+      snap.next_entry = std::max(snap.next_entry, e->id + 1);
+  return snap;
+}
+
+wallet_actor spawn_wallet(caf::actor_system& sys, wallet_snapshot snapshot, storage_actor storage,
+                          accounts_actor accounts, const core::clock& clock) {
+  return sys.spawn([snapshot = std::move(snapshot), storage, accounts, &clock](
+                     wallet_pointer self) mutable -> wallet_actor::behavior_type {
+    auto& init = self->state;
+    init.storage = storage;
+    init.accounts = accounts;
+    init.clock = &clock;
+    init.balances = std::move(snapshot.balances);
+    init.next_entry = snapshot.next_entry;
+    return {
+      [=](hold_atom, std::uint64_t user_id, std::int64_t amount) -> caf::result<credit_hold> {
+        auto rp = self->make_response_promise<credit_hold>();
+        with_balance(self, user_id, [self, rp, user_id, amount](bool known) mutable {
+          if (!known) {
+            rp.deliver(unknown_user(user_id));
+            return;
+          }
+          auto& st = self->state;
+          auto& balance = st.balances[user_id];
+          credit_hold h;
+          h.balance_micro = balance;
+          if (amount < 0 || balance - amount < 0) {
+            rp.deliver(h);  // refused: not enough credits
+            return;
+          }
+          h.granted = true;
+          h.hold_id = st.next_hold++;
+          h.held_micro = amount;
+          if (amount == 0) {
+            rp.deliver(h);
+            return;
+          }
+          balance -= amount;
+          h.balance_micro = balance;
+          write(self, balance_ops(st, user_id), [self, rp, h, user_id](bool ok) mutable {
+            if (ok) {
+              rp.deliver(h);
+              return;
+            }
+            self->state.balances[user_id] += h.held_micro;
+            rp.deliver(not_saved());
+          });
+        });
+        return rp;
+      },
+      [=](charge_atom, charge_request& c) -> caf::result<ledger_entry> {
+        auto rp = self->make_response_promise<ledger_entry>();
+        const auto user_id = c.entry.user_id;
+        with_balance(self, user_id, [self, rp, c = std::move(c)](bool known) mutable {
+          if (!known) {
+            rp.deliver(unknown_user(c.entry.user_id));
+            return;
+          }
+          auto& st = self->state;
+          auto& balance = st.balances[c.entry.user_id];
+          // Exact: the real cost is charged even when it exceeds the hold
+          // (an upstream that ignored max_tokens); the balance may then dip
+          // below zero by that excess, and the next hold is refused.
+          balance += c.held_micro - c.entry.amount_micro;
+          auto e = std::move(c.entry);
+          e.id = st.next_entry++;
+          e.kind = "charge";
+          e.balance_micro = balance;
+          e.timestamp = st.now();
+          auto ops = balance_ops(st, e.user_id);
+          ops.push_back(put(entry_key(e.user_id, e.id), encode(e)));
+          write(self, std::move(ops), [rp, e](bool ok) mutable {
+            if (ok)
+              rp.deliver(e);
+            else
+              rp.deliver(not_saved());
+          });
+        });
+        return rp;
+      },
+      [=](credit_atom, ledger_entry& in) -> caf::result<ledger_entry> {
+        auto rp = self->make_response_promise<ledger_entry>();
+        const auto user_id = in.user_id;
+        with_balance(self, user_id, [self, rp, in = std::move(in)](bool known) mutable {
+          if (!known) {
+            rp.deliver(unknown_user(in.user_id));
+            return;
+          }
+          auto& st = self->state;
+          auto& balance = st.balances[in.user_id];
+          if (in.amount_micro > std::numeric_limits<std::int64_t>::max() / 2 - balance) {
+            rp.deliver(make_error(core::errc::bad_request, "credits: the balance would overflow"));
+            return;
+          }
+          balance += in.amount_micro;
+          auto e = std::move(in);
+          e.id = st.next_entry++;
+          e.kind = "credit";
+          e.balance_micro = balance;
+          e.timestamp = st.now();
+          auto ops = balance_ops(st, e.user_id);
+          ops.push_back(put(entry_key(e.user_id, e.id), encode(e)));
+          write(self, std::move(ops), [self, rp, e](bool ok) mutable {
+            if (ok) {
+              rp.deliver(e);
+              return;
+            }
+            self->state.balances[e.user_id] -= e.amount_micro;
+            rp.deliver(not_saved());
+          });
+        });
+        return rp;
+      },
+      [=](balance_atom, std::uint64_t user_id) -> caf::result<std::int64_t> {
+        auto rp = self->make_response_promise<std::int64_t>();
+        with_balance(self, user_id, [self, rp, user_id](bool known) mutable {
+          if (known)
+            rp.deliver(self->state.balances[user_id]);
+          else
+            rp.deliver(unknown_user(user_id));
+        });
+        return rp;
+      },
+      [=](ledger_atom, std::uint64_t user_id, const page& range)
+        -> caf::result<std::vector<ledger_entry>> {
+        auto rp = self->make_response_promise<std::vector<ledger_entry>>();
+        const auto prefix = balance_key(user_id).replace(0, 1, "e") + "/";
+        const auto want = static_cast<std::uint32_t>(
+          std::min<std::uint64_t>(range.offset + range.limit, 1'000'000));
+        self
+          ->request(self->state.storage, write_timeout, scan_atom::value,
+                    static_cast<std::uint8_t>(storage::column::ledger), prefix, want)
+          .then(
+            [rp, range](scan_result& r) mutable {
+              std::vector<ledger_entry> out;
+              for (std::size_t i = range.offset; i < r.rows.size(); ++i)
+                if (auto e = decode_entry(r.rows[i].second))
+                  out.push_back(std::move(*e));
+              rp.deliver(std::move(out));
+            },
+            [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
+        return rp;
+      },
+    };
+  });
+}
+
+} // namespace tollgate::actors
