@@ -60,6 +60,9 @@ using charge_atom = caf::atom_constant<caf::atom("charge")>;
 using credit_atom = caf::atom_constant<caf::atom("credit")>;
 using balance_atom = caf::atom_constant<caf::atom("balance")>;
 using ledger_atom = caf::atom_constant<caf::atom("ledger")>;
+using acquire_atom = caf::atom_constant<caf::atom("acquire")>;
+using release_atom = caf::atom_constant<caf::atom("release")>;
+using status_atom = caf::atom_constant<caf::atom("status")>;
 
 /// Errors that actors answer with: a core::errc plus a message for the
 /// client, in the "tollgate" category.
@@ -484,6 +487,45 @@ using accounts_actor = caf::typed_actor<
   caf::replies_to<set_limits_atom, user_limits>::with<core::user_record>,
   caf::replies_to<set_limits_atom, key_limits>::with<core::key_record>,
   caf::replies_to<bootstrap_atom, std::string>::with<std::string>>;
+
+/// A provider's answer to a request for a concurrency slot.
+struct provider_slot {
+  bool granted = false;
+  std::string refusal;            ///< "queue_full", "queue_timeout" or "down"
+  std::int64_t retry_after = 0;   ///< seconds, when refused
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, provider_slot& x) {
+  return f(x.granted, x.refusal, x.retry_after);
+}
+
+struct provider_status {
+  std::string name;
+  bool up = true;
+  std::uint64_t in_flight = 0;
+  std::uint64_t queued = 0;
+  std::uint64_t max_concurrency = 0;
+  std::uint64_t queue_size = 0;
+  std::int64_t tokens_available = -1;  ///< -1: no token bucket
+  std::uint64_t served = 0;
+  std::uint64_t failed = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, provider_status& x) {
+  return f(x.name, x.up, x.in_flight, x.queued, x.max_concurrency, x.queue_size,
+           x.tokens_available, x.served, x.failed);
+}
+
+/// One actor per upstream provider (see provider.hpp): `acquire` asks for a
+/// slot for a call estimated at N tokens; `release` returns it with whether
+/// the upstream answered and the tokens it really used.
+using provider_actor = caf::typed_actor<
+  caf::replies_to<acquire_atom, std::int64_t>::with<provider_slot>,
+  caf::reacts_to<release_atom, bool, std::int64_t, std::int64_t>,
+  caf::reacts_to<tick_atom>,
+  caf::replies_to<status_atom>::with<provider_status>>;
 
 /// Balances and the ledger (see wallet.hpp).
 using wallet_actor = caf::typed_actor<

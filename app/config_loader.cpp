@@ -155,6 +155,133 @@ core::route_limit_config get_route_limit(const place& p) {
   return r;
 }
 
+std::vector<std::string> get_strings(const place& p) {
+  const auto* arr = p.node.as_array();
+  if (arr == nullptr)
+    p.fail(std::string{"expected an array of strings, got "} + type_name(p.node));
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < arr->size(); ++i)
+    out.push_back(get_string(place{p.source, p.key + "[" + std::to_string(i) + "]", *arr->get(i)}));
+  return out;
+}
+
+core::model_config get_model(const place& p) {
+  core::model_config m;
+  for (const auto& [k, node] : get_table(p)) {
+    const std::string name{k.str()};
+    const place f{p.source, p.key + "." + name, node};
+    if (name == "id")
+      m.id = get_string(f);
+    else if (name == "upstream")
+      m.upstream = get_string(f);
+    else if (name == "context_length")
+      m.context_length = get_int(f, 16, 100'000'000);
+    else if (name == "prompt_price_per_mtok")
+      m.prompt_price_micro_per_mtok = get_credits(f);
+    else if (name == "completion_price_per_mtok")
+      m.completion_price_micro_per_mtok = get_credits(f);
+    else if (name == "default_max_tokens")
+      m.default_max_tokens = get_int(f, 1, 100'000'000);
+    else
+      f.fail("unknown key");
+  }
+  if (m.id.empty())
+    p.fail("needs an id");
+  if (m.upstream.empty())
+    m.upstream = m.id;
+  return m;
+}
+
+core::provider_config get_provider(const place& p) {
+  core::provider_config c;
+  for (const auto& [k, node] : get_table(p)) {
+    const std::string name{k.str()};
+    const place f{p.source, p.key + "." + name, node};
+    if (name == "name") {
+      c.name = get_string(f);
+    } else if (name == "base_url") {
+      c.base_url = get_string(f);
+      while (c.base_url.size() > 1 && c.base_url.back() == '/')
+        c.base_url.pop_back();
+      if (c.base_url != "builtin:demo" && c.base_url.rfind("http://", 0) != 0
+          && c.base_url.rfind("https://", 0) != 0)
+        f.fail("must start with http:// or https://, or be \"builtin:demo\"");
+    } else if (name == "api_key_env") {
+      c.api_key_env = get_string(f);
+    } else if (name == "optional") {
+      c.optional = get_bool(f);
+    } else if (name == "headers") {
+      for (const auto& [hk, hv] : get_table(f)) {
+        const place h{f.source, f.key + "." + std::string{hk.str()}, hv};
+        c.headers.emplace_back(std::string{hk.str()}, get_string(h, true));
+      }
+    } else if (name == "max_concurrency") {
+      c.max_concurrency = static_cast<std::size_t>(get_int(f, 1, 100'000));
+    } else if (name == "queue_size") {
+      c.queue_size = static_cast<std::size_t>(get_int(f, 0, 1'000'000));
+    } else if (name == "queue_timeout_s") {
+      c.queue_timeout = std::chrono::seconds{get_int(f, 0, 3600)};
+    } else if (name == "queue_timeout_ms") {
+      c.queue_timeout = get_ms(f, 0, 3'600'000);
+    } else if (name == "tokens_per_minute") {
+      c.tokens_per_minute = get_int(f, 0, 1'000'000'000'000);
+    } else if (name == "burst_tokens") {
+      c.burst_tokens = get_int(f, 0, 1'000'000'000'000);
+    } else if (name == "request_timeout_s") {
+      c.request_timeout = std::chrono::seconds{get_int(f, 1, 3600)};
+    } else if (name == "request_timeout_ms") {
+      c.request_timeout = get_ms(f, 1, 3'600'000);
+    } else if (name == "retries") {
+      c.retries = static_cast<unsigned>(get_int(f, 0, 10));
+    } else if (name == "retry_backoff_ms") {
+      c.retry_backoff = get_ms(f, 0, 60'000);
+    } else if (name == "fallbacks") {
+      c.fallbacks = get_strings(f);
+    } else if (name == "models") {
+      const auto* arr = f.node.as_array();
+      if (arr == nullptr)
+        f.fail("expected an array of tables ([[providers.models]])");
+      for (std::size_t i = 0; i < arr->size(); ++i) {
+        const place item{f.source, f.key + "[" + std::to_string(i) + "]", *arr->get(i)};
+        auto m = get_model(item);
+        for (const auto& other : c.models)
+          if (other.id == m.id)
+            item.fail("duplicate model id \"" + m.id + "\"");
+        c.models.push_back(std::move(m));
+      }
+    } else {
+      f.fail("unknown key");
+    }
+  }
+  if (c.name.empty() || c.base_url.empty())
+    p.fail("needs name and base_url");
+  return c;
+}
+
+void get_providers(const place& p, core::config& cfg) {
+  const auto* arr = p.node.as_array();
+  if (arr == nullptr)
+    p.fail("expected an array of tables ([[providers]])");
+  cfg.llm.providers.clear();
+  for (std::size_t i = 0; i < arr->size(); ++i) {
+    const place item{p.source, p.key + "[" + std::to_string(i) + "]", *arr->get(i)};
+    auto c = get_provider(item);
+    for (const auto& other : cfg.llm.providers)
+      if (other.name == c.name)
+        item.fail("duplicate provider name \"" + c.name + "\"");
+    cfg.llm.providers.push_back(std::move(c));
+  }
+  for (std::size_t i = 0; i < cfg.llm.providers.size(); ++i)
+    for (const auto& f : cfg.llm.providers[i].fallbacks) {
+      bool known = false;
+      for (const auto& other : cfg.llm.providers)
+        known = known || (other.name == f && f != cfg.llm.providers[i].name);
+      if (!known)
+        place{p.source, p.key + "[" + std::to_string(i) + "].fallbacks", *arr->get(i)}.fail(
+          "\"" + f + "\" is not another provider");
+    }
+}
+
 using setter = std::function<void(const place&, core::config&)>;
 using section_schema = std::map<std::string, setter>;
 
@@ -306,6 +433,15 @@ const std::map<std::string, section_schema>& schema() {
           }
         }},
      }},
+    {"llm",
+     {
+       {"agent_model",
+        [](const place& p, core::config& c) { c.llm.agent_model = get_string(p); }},
+       {"max_response_bytes",
+        [](const place& p, core::config& c) {
+          c.llm.max_response_bytes = static_cast<std::size_t>(get_int(p, 1024, 1LL << 32));
+        }},
+     }},
     {"actors",
      {
        {"threads",
@@ -373,6 +509,10 @@ core::config parse_config(std::string_view toml_text, const std::string& source_
   for (const auto& [section_key, section_node] : root) {
     const std::string section{section_key.str()};
     const place sp{source_name, section, section_node};
+    if (section == "providers") {
+      get_providers(sp, cfg);
+      continue;
+    }
     const auto it = sections.find(section);
     if (it == sections.end())
       sp.fail("unknown key");
@@ -387,6 +527,15 @@ core::config parse_config(std::string_view toml_text, const std::string& source_
         p.fail("unknown key");
       field->second(p, cfg);
     }
+  }
+  if (!cfg.llm.agent_model.empty()) {
+    bool known = false;
+    for (const auto& pr : cfg.llm.providers)
+      for (const auto& m : pr.models)
+        known = known || m.id == cfg.llm.agent_model;
+    if (!known)
+      throw config_error(source_name + ": llm.agent_model: \"" + cfg.llm.agent_model
+                         + "\" is not a model of any provider");
   }
   return cfg;
 }

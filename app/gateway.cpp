@@ -6,6 +6,7 @@
 #include "actors/storage_actor.hpp"
 #include "actors/wallet.hpp"
 #include "app/config_loader.hpp"
+#include "http/llm/llm.hpp"
 #include "http/routes.hpp"
 #include "http/server/dispatcher.hpp"
 #include "http/server/http_metrics.hpp"
@@ -39,6 +40,7 @@ struct gateway::impl {
   actors::key_directory_actor directory;
   actors::accounts_actor accounts;
   actors::wallet_actor wallet;
+  std::shared_ptr<http::llm::context> llm;
   std::vector<actors::router_actor> routers;
   http::route_set routes;
   std::unique_ptr<http::http_metrics> http_metrics;
@@ -110,7 +112,8 @@ void gateway::start() {
                                   s.clock);
   bootstrap_admin();
 
-  s.routes = http::build_routes();
+  s.llm = http::llm::make_context(s.cfg.llm, *s.system, s.clock);
+  s.routes = http::build_routes(s.llm);
   actors::services svc;
   svc.storage = s.storage;
   svc.accounts = s.accounts;
@@ -211,6 +214,8 @@ bool gateway::shutdown() {
     }
     for (auto& r : s.routers)
       caf::anon_send_exit(r, caf::exit_reason::user_shutdown);
+    if (s.llm)
+      http::llm::stop_context(*s.llm);
     if (s.accounts)
       caf::anon_send_exit(s.accounts, caf::exit_reason::user_shutdown);
     if (s.wallet)

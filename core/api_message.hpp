@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -31,6 +32,28 @@ struct api_request {
   std::string_view param(std::string_view name) const noexcept;
 };
 
+/// Where a streamed body goes; implemented by the HTTP session. Callable
+/// from any thread; calls must not overlap (the producer serialises them).
+class stream_sink {
+public:
+  virtual ~stream_sink() = default;
+  /// Sends bytes as one chunk as soon as the connection can take them.
+  /// Dropped once the client has gone.
+  virtual void write(std::string bytes) = 0;
+  /// The body is complete; the connection goes on with its next request.
+  virtual void finish() = 0;
+};
+
+/// A body produced while it is sent (server-sent events from an upstream).
+class body_stream {
+public:
+  virtual ~body_stream() = default;
+  /// Called once, after the head is written: from now on, write to `sink`.
+  virtual void attach(std::shared_ptr<stream_sink> sink) = 0;
+  /// The client went away before finish(): stop producing.
+  virtual void cancel() noexcept = 0;
+};
+
 /// What a handler answers; the session turns it into an HTTP response.
 struct api_response {
   std::uint16_t status = 200;
@@ -41,6 +64,9 @@ struct api_response {
   /// here: one string instead of a heap pair per field.
   std::string raw_headers;
   std::string body;
+  /// Set: `body` is ignored and the response is sent chunked as the stream
+  /// produces it. Process-local (not part of inspect()).
+  std::shared_ptr<body_stream> stream;
 };
 
 template <class Inspector>
@@ -61,6 +87,10 @@ class responder {
 public:
   virtual ~responder() = default;
   virtual void respond(api_response&& response) noexcept = 0;
+  /// Registers what to do if the client goes away before its answer (or
+  /// while it streams): cancel the upstream call. Called at most once per
+  /// request; the default ignores it (no connection to watch).
+  virtual void on_cancel(std::function<void()> cancel) noexcept { (void)cancel; }
 };
 
 using responder_ptr = std::shared_ptr<responder>;

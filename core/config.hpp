@@ -107,6 +107,47 @@ struct limits_config {
   std::vector<std::pair<std::string, std::vector<std::string>>> headers_by_group;
 };
 
+/// A model a provider serves. Prices are micro-credits per million tokens
+/// (the config file says credits, with up to six decimals).
+struct model_config {
+  std::string id;        ///< what clients send
+  std::string upstream;  ///< the provider's name for it; empty = id
+  std::int64_t context_length = 8192;
+  std::int64_t prompt_price_micro_per_mtok = 0;
+  std::int64_t completion_price_micro_per_mtok = 0;
+  /// Completion tokens reserved when the client sends no max_tokens.
+  std::int64_t default_max_tokens = 1024;
+};
+
+/// An upstream LLM provider (any OpenAI-compatible API, or "builtin:demo").
+struct provider_config {
+  std::string name;
+  std::string base_url;     ///< e.g. "https://api.openai.com/v1"; "builtin:demo" needs no network
+  std::string api_key_env;  ///< env variable holding the upstream key; empty = none
+  /// Skip this provider (with a log line) when api_key_env is not set,
+  /// instead of refusing to start.
+  bool optional = false;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::size_t max_concurrency = 16;
+  std::size_t queue_size = 100;
+  std::chrono::milliseconds queue_timeout{120'000};
+  std::int64_t tokens_per_minute = 0;  ///< 0: no provider-wide token bucket
+  std::int64_t burst_tokens = 0;       ///< bucket size; 0 = tokens_per_minute / 6
+  std::chrono::milliseconds request_timeout{60'000};
+  unsigned retries = 2;
+  std::chrono::milliseconds retry_backoff{250};  ///< doubled per retry
+  std::vector<std::string> fallbacks;
+  std::vector<model_config> models;
+};
+
+struct llm_config {
+  std::vector<provider_config> providers;
+  /// The model behind POST /api/send-message (the token-tracking page).
+  std::string agent_model;
+  /// Cap on an upstream response body, buffered or streamed.
+  std::size_t max_response_bytes = 16 << 20;
+};
+
 struct config {
   server_config server;
   storage_config storage;
@@ -115,6 +156,7 @@ struct config {
   auth_config auth;
   accounts_config accounts;
   limits_config limits;
+  llm_config llm;
 };
 
 } // namespace tollgate::core

@@ -19,6 +19,7 @@ std::string_view to_string(errc e) noexcept {
     case errc::bad_gateway: return "bad_gateway";
     case errc::unavailable: return "unavailable";
     case errc::gateway_timeout: return "gateway_timeout";
+    case errc::payment_required: return "insufficient_credits";
   }
   return "unknown";
 }

@@ -23,6 +23,7 @@ enum class errc : std::uint8_t {
   bad_gateway,          ///< the upstream answered garbage
   unavailable,          ///< shutting down, overloaded or a dependency is down
   gateway_timeout,      ///< the upstream or an internal actor did not answer in time
+  payment_required,     ///< not enough credits for the call
 };
 
 /// Short machine-readable name, e.g. "not_found".

@@ -24,6 +24,7 @@ unsigned status_of(core::errc e) noexcept {
     case core::errc::bad_gateway: return 502;
     case core::errc::unavailable: return 503;
     case core::errc::gateway_timeout: return 504;
+    case core::errc::payment_required: return 402;
   }
   return 500;
 }
@@ -37,6 +38,7 @@ std::string_view reason_of(unsigned status) noexcept {
     case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
     case 409: return "Conflict";
+    case 402: return "Payment Required";
     case 413: return "Payload Too Large";
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";

@@ -4,13 +4,14 @@
 #include "http/api/auth.hpp"
 #include "http/api/credits.hpp"
 #include "http/api/keys.hpp"
+#include "http/api/llm_routes.hpp"
 #include "http/api/public_routes.hpp"
 #include "http/api/usage.hpp"
 #include "http/errors.hpp"
 
 namespace tollgate::http {
 
-route_set build_routes() {
+route_set build_routes(std::shared_ptr<const llm::context> llm) {
   auto table = std::make_shared<route_table>();
   auto handlers = std::make_shared<actors::handler_table>();
   handlers->error = [](core::errc e, std::string_view detail) {
@@ -27,6 +28,8 @@ route_set build_routes() {
   add("GET", "/health", api::health, false);
   add("GET", "/ping", api::ping, false);
   add("GET", "/metrics", api::metrics, false);
+  add("GET", "/models", api::models_route(llm), false);
+  add("GET", "/models/providers", api::providers_route(llm), false);
 
   using api::access;
   using api::authenticated;
@@ -40,6 +43,16 @@ route_set build_routes() {
   add("GET", "/user/api-keys", authenticated(keys, api::list_own_keys), true);
   add("PUT", "/user/api-keys/{key_id}", authenticated(keys, api::update_own_key), true);
   add("DELETE", "/user/api-keys/{key_id}", authenticated(keys, api::delete_own_key), true);
+  // LLM routes.
+  const access models{"models"};
+  const access chat{"chat"};
+  const access agent{"chat", false, true};
+  add("POST", "/v1/chat/completions", api::chat_completions_route(chat, llm), true);
+  add("POST", "/v1/responses", api::responses_route(chat, llm), true);
+  add("GET", "/v1/models", api::openai_models_route(models, llm), true);
+  add("POST", "/images/generate", api::images_route(chat, llm), true);
+  add("POST", "/api/send-message", api::send_message_route(agent, llm), true);
+  add("GET", "/api/agent/status", api::agent_status_route(agent, llm), true);
   add("GET", "/user/balance", authenticated(account, api::balance), true);
   add("GET", "/user/ledger", authenticated(account, api::my_ledger), true);
   add("POST", "/admin/add_credits", authenticated(admin, api::add_credits), true);

@@ -14,7 +14,12 @@ struct route_set {
   std::shared_ptr<const actors::handler_table> handlers;
 };
 
-/// Every route of the gateway.
-route_set build_routes();
+namespace llm {
+struct context;
+}
+
+/// Every route of the gateway; the LLM routes over `llm` (null: they
+/// answer 503 "no LLM provider is configured").
+route_set build_routes(std::shared_ptr<const llm::context> llm = nullptr);
 
 } // namespace tollgate::http

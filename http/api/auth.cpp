@@ -46,6 +46,9 @@ public:
       r.raw_headers += headers_;
     inner_->respond(std::move(r));
   }
+  void on_cancel(std::function<void()> cancel) noexcept override {
+    inner_->on_cancel(std::move(cancel));
+  }
 
 private:
   core::responder_ptr inner_;

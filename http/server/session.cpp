@@ -14,6 +14,9 @@
 #include <array>
 #include <charconv>
 #include <atomic>
+#include <cerrno>
+
+#include <sys/socket.h>
 
 namespace tollgate::http {
 
@@ -58,6 +61,14 @@ public:
     deliver(std::move(res));
   }
 
+  void on_cancel(std::function<void()> cancel) noexcept override {
+    try {
+      net::post(ex_, [s = session_, c = std::move(cancel)]() mutable { s->set_cancel(std::move(c)); });
+    } catch (const std::exception& e) {
+      spdlog::error("cannot register a cancel handler: {}", e.what());
+    }
+  }
+
 private:
   void deliver(core::api_response&& res) noexcept {
     try {
@@ -78,6 +89,23 @@ void append_number(std::string& out, std::uint64_t v) {
   const auto r = std::to_chars(buf, buf + sizeof buf, v);
   out.append(buf, r.ptr);
 }
+
+/// The session end of a streamed answer: posts onto the strand, in order.
+class session_sink final : public core::stream_sink {
+public:
+  session_sink(std::shared_ptr<session> s, net::any_io_executor ex)
+    : session_(std::move(s)), ex_(std::move(ex)) {}
+  void write(std::string bytes) override {
+    net::post(ex_, [s = session_, b = std::move(bytes)]() mutable { s->stream_write(std::move(b)); });
+  }
+  void finish() override {
+    net::post(ex_, [s = session_] { s->stream_finish(); });
+  }
+
+private:
+  std::shared_ptr<session> session_;
+  net::any_io_executor ex_;
+};
 
 constexpr std::string_view continue_line = "HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -284,15 +312,114 @@ void session::handle_request() {
   out.request_id = request_id_;
   out.remote_addr = remote_;
   phase_ = phase::waiting;
+  cancel_ = nullptr;
+  gone_ = false;
+  watch_client();
   ctx_->dispatch->dispatch(std::move(out),
                            std::make_shared<session_responder>(
                              shared_from_this(), stream_.get_executor(), *ctx_->metrics));
 }
 
 void session::on_response(core::api_response&& res) {
-  if (phase_ != phase::waiting)
+  if (phase_ != phase::waiting) {
+    if (res.stream)
+      res.stream->cancel();  // nobody will read it
     return;
+  }
   send(std::move(res), drain_ || ctx_->draining.load(std::memory_order_acquire));
+}
+
+void session::set_cancel(std::function<void()> cancel) {
+  if (phase_ != phase::waiting && phase_ != phase::streaming)
+    return;
+  if (gone_) {
+    cancel();
+    return;
+  }
+  cancel_ = std::move(cancel);
+}
+
+void session::watch_client() {
+  if (watching_)
+    return;
+  watching_ = true;
+  stream_.socket().async_wait(
+    net::ip::tcp::socket::wait_read, [self = shared_from_this()](beast::error_code ec) {
+      self->watching_ = false;
+      if (ec || (self->phase_ != phase::waiting && self->phase_ != phase::streaming))
+        return;
+      char c = 0;
+      const auto n = ::recv(self->stream_.socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (n > 0)
+        return;  // the next request, pipelined: the client is still there
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        self->watch_client();
+        return;
+      }
+      self->client_gone();
+    });
+}
+
+void session::client_gone() {
+  if (gone_)
+    return;
+  gone_ = true;
+  ctx_->metrics->read_errors.with({"client_gone"}).inc();
+  if (auto c = std::move(cancel_)) {
+    cancel_ = nullptr;
+    c();
+  }
+  if (stream_body_)
+    stream_body_->cancel();
+}
+
+void session::stream_write(std::string bytes) {
+  if (phase_ != phase::streaming || stream_finished_ || bytes.empty())
+    return;
+  char size[20];
+  const auto r = std::to_chars(size, size + sizeof size, bytes.size(), 16);
+  std::string frame;
+  frame.reserve(bytes.size() + 16);
+  frame.append(size, r.ptr).append("\r\n").append(bytes).append("\r\n");
+  stream_bytes_ += bytes.size();
+  stream_queue_.push_back(std::move(frame));
+  stream_pump();
+}
+
+void session::stream_finish() {
+  if (phase_ != phase::streaming || stream_finished_)
+    return;
+  stream_finished_ = true;
+  stream_queue_.emplace_back("0\r\n\r\n");
+  stream_pump();
+}
+
+void session::stream_pump() {
+  if (stream_writing_ || phase_ != phase::streaming)
+    return;
+  if (stream_queue_.empty()) {
+    if (stream_finished_) {
+      stream_body_.reset();
+      cancel_ = nullptr;
+      on_write(stream_close_, {}, stream_bytes_);
+    }
+    return;
+  }
+  stream_writing_ = true;
+  stream_.expires_after(ctx_->cfg.request_timeout);
+  net::async_write(stream_, net::buffer(stream_queue_.front()),
+                   [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                     self->stream_writing_ = false;
+                     self->stream_queue_.pop_front();
+                     if (ec) {
+                       self->client_gone();
+                       self->stream_body_.reset();
+                       self->stream_queue_.clear();
+                       self->on_write(true, ec, self->stream_bytes_);
+                       return;
+                     }
+                     self->stream_pump();
+                   });
 }
 
 void session::on_drain() {
@@ -323,6 +450,22 @@ void session::send(core::api_response&& res, bool close) {
   for (const auto& [name, value] : res.headers)
     head_.append(name).append(": ").append(value).append("\r\n");
   head_.append(res.raw_headers);
+  if (res.stream) {
+    head_.append("Transfer-Encoding: chunked\r\n");
+    if (close)
+      head_.append("Connection: close\r\n");
+    head_.append("\r\n");
+    phase_ = phase::streaming;
+    stream_body_ = std::move(res.stream);
+    stream_queue_.clear();
+    stream_queue_.push_back(head_);
+    stream_finished_ = false;
+    stream_close_ = close;
+    stream_bytes_ = 0;
+    stream_body_->attach(std::make_shared<session_sink>(shared_from_this(), stream_.get_executor()));
+    stream_pump();
+    return;
+  }
   // RFC 9110: no Content-Length on 1xx, 204 and 304.
   if (res.status >= 200 && res.status != 204 && res.status != 304) {
     head_.append("Content-Length: ");

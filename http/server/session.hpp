@@ -11,6 +11,8 @@
 #include <boost/beast/http/string_body.hpp>
 
 #include <chrono>
+#include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -36,9 +38,15 @@ public:
 
   /// Called on the strand when the router answers (via the responder).
   void on_response(core::api_response&& res);
+  /// Called on the strand: what to do when the client goes away before
+  /// its answer is complete (cancel an upstream call).
+  void set_cancel(std::function<void()> cancel);
+  /// Called on the strand by the stream sink.
+  void stream_write(std::string bytes);
+  void stream_finish();
 
 private:
-  enum class phase { idle, reading, waiting, writing, closed };
+  enum class phase { idle, reading, waiting, writing, streaming, closed };
 
   void do_read();
   void on_first_bytes(boost::beast::error_code ec, std::size_t n);
@@ -52,6 +60,11 @@ private:
   void on_write(bool close, boost::beast::error_code ec, std::size_t bytes);
   void do_close();
   void do_linger();
+  /// While a request is with the actors or its answer streams: notice the
+  /// client closing (EOF or reset) without reading any of its bytes.
+  void watch_client();
+  void client_gone();
+  void stream_pump();
 
   boost::beast::tcp_stream stream_;
   boost::beast::flat_buffer buffer_;
@@ -70,6 +83,16 @@ private:
   std::string path_;
   std::string request_id_;
   std::uint32_t route_ = 0;
+  // Client-gone detection and streamed answers.
+  std::function<void()> cancel_;
+  bool watching_ = false;
+  bool gone_ = false;
+  std::shared_ptr<core::body_stream> stream_body_;
+  std::deque<std::string> stream_queue_;
+  bool stream_writing_ = false;
+  bool stream_finished_ = false;
+  bool stream_close_ = false;
+  std::size_t stream_bytes_ = 0;
 };
 
 } // namespace tollgate::http

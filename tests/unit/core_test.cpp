@@ -61,8 +61,8 @@ TEST_CASE("request ids: client ids are validated, generated ids are unique", "[c
 
 TEST_CASE("every errc has a distinct name", "[core][errc]") {
   std::set<std::string_view> names;
-  for (int i = 0; i <= static_cast<int>(errc::gateway_timeout); ++i)
+  for (int i = 0; i <= static_cast<int>(errc::payment_required); ++i)
     names.insert(to_string(static_cast<errc>(i)));
-  CHECK(names.size() == static_cast<std::size_t>(errc::gateway_timeout) + 1);
+  CHECK(names.size() == static_cast<std::size_t>(errc::payment_required) + 1);
   CHECK(to_string(errc::not_found) == "not_found");
 }

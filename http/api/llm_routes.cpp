@@ -1,0 +1,460 @@
+#include "http/api/llm_routes.hpp"
+
+#include "core/llm.hpp"
+#include "http/api/common.hpp"
+#include "http/api/json.hpp"
+#include "http/api/parse.hpp"
+#include "http/api/ratelimit.hpp"
+#include "http/llm/llm.hpp"
+
+#include <caf/typed_event_based_actor.hpp>
+#include <rapidjson/document.h>
+
+namespace tollgate::http::api {
+
+namespace {
+
+/// A 400 in the route's dialect.
+void bad_request(core::responder_ptr& out, bool openai, const std::string& message,
+                 std::string_view param = {}) {
+  if (!openai) {
+    respond_error(out, core::errc::bad_request, message);
+    return;
+  }
+  json_writer w;
+  w->StartObject();
+  w.key("error");
+  w->StartObject();
+  w.field("message", message);
+  w.field("type", "invalid_request_error");
+  if (param.empty())
+    w.null_field("param");
+  else
+    w.field("param", param);
+  w.field("code", "invalid_request");
+  w->EndObject();
+  w->EndObject();
+  respond_json(out, w.take(), 400);
+}
+
+bool positive_int(const rapidjson::Value& d, const char* k, std::int64_t& out, std::string& err) {
+  if (!d.HasMember(k))
+    return true;
+  if (!d[k].IsInt64() || d[k].GetInt64() < 1 || d[k].GetInt64() > 10'000'000) {
+    err = std::string{k} + " must be a positive integer";
+    return false;
+  }
+  out = d[k].GetInt64();
+  return true;
+}
+
+/// Text bytes of a message's content (a string or text parts).
+bool content_bytes(const rapidjson::Value& c, std::size_t& n, std::string* text) {
+  if (c.IsString()) {
+    n += c.GetStringLength();
+    if (text != nullptr)
+      text->assign(c.GetString(), c.GetStringLength());
+    return true;
+  }
+  if (c.IsNull())
+    return true;
+  if (!c.IsArray())
+    return false;
+  if (text != nullptr)
+    text->clear();
+  for (const auto& part : c.GetArray()) {
+    if (!part.IsObject())
+      return false;
+    if (part.HasMember("text") && part["text"].IsString()) {
+      n += part["text"].GetStringLength();
+      if (text != nullptr)
+        text->append(part["text"].GetString(), part["text"].GetStringLength());
+    } else {
+      n += 256;  // an image or audio part: counted, not read
+    }
+  }
+  return true;
+}
+
+std::shared_ptr<const llm::context> no_llm_guard(const std::shared_ptr<const llm::context>& ctx,
+                                                 core::responder_ptr& out, bool openai) {
+  if (ctx == nullptr || ctx->providers.empty()) {
+    if (openai) {
+      respond_json(out,
+                   openai_error_body("no LLM provider is configured", "server_error",
+                                     "no_provider"),
+                   503);
+    } else {
+      respond_error(out, core::errc::unavailable, "no LLM provider is configured");
+    }
+    return nullptr;
+  }
+  return ctx;
+}
+
+void chat(std::shared_ptr<const llm::context> ctx, const actors::services& svc,
+          core::api_request& req, core::responder_ptr& out, const core::principal& who) {
+  auto c = no_llm_guard(ctx, out, true);
+  if (!c)
+    return;
+  rapidjson::Document d;
+  d.Parse(req.body.data(), req.body.size());
+  if (d.HasParseError() || !d.IsObject()) {
+    bad_request(out, true, "the body must be a JSON object");
+    return;
+  }
+  llm::call_request r;
+  r.kind = llm::call_kind::chat;
+  if (!d.HasMember("model") || !d["model"].IsString() || d["model"].GetStringLength() == 0) {
+    bad_request(out, true, "model is required and must be a string", "model");
+    return;
+  }
+  r.model = d["model"].GetString();
+  if (!d.HasMember("messages") || !d["messages"].IsArray() || d["messages"].Empty()) {
+    bad_request(out, true, "messages must be a non-empty array", "messages");
+    return;
+  }
+  std::size_t bytes = 0;
+  for (const auto& m : d["messages"].GetArray()) {
+    if (!m.IsObject() || !m.HasMember("role") || !m["role"].IsString()) {
+      bad_request(out, true, "each message needs a role", "messages");
+      return;
+    }
+    const bool user = std::string_view{m["role"].GetString()} == "user";
+    if (m.HasMember("content")
+        && !content_bytes(m["content"], bytes, user ? &r.user_text : nullptr)) {
+      bad_request(out, true, "message content must be a string or an array of parts",
+                  "messages");
+      return;
+    }
+  }
+  if (d.HasMember("stream")) {
+    if (!d["stream"].IsBool()) {
+      bad_request(out, true, "stream must be a boolean", "stream");
+      return;
+    }
+    r.stream = d["stream"].GetBool();
+  }
+  std::string err;
+  if (!positive_int(d, "max_tokens", r.max_tokens, err)
+      || !positive_int(d, "max_completion_tokens", r.max_tokens, err)) {
+    bad_request(out, true, err);
+    return;
+  }
+  auto q = parse_query(req.query);
+  if (!q) {
+    bad_request(out, true, q.error);
+    return;
+  }
+  if (auto it = q.value.find("session_id"); it != q.value.end())
+    r.session_id = it->second;
+  r.prompt_tokens =
+    core::llm::estimate_prompt_tokens(bytes, d["messages"].GetArray().Size());
+  r.body = std::move(req.body);
+  r.who = who;
+  r.request_id = req.request_id;
+  llm::start_call(std::move(c), svc, std::move(r), out);
+}
+
+void responses(std::shared_ptr<const llm::context> ctx, const actors::services& svc,
+               core::api_request& req, core::responder_ptr& out, const core::principal& who) {
+  auto c = no_llm_guard(ctx, out, true);
+  if (!c)
+    return;
+  rapidjson::Document d;
+  d.Parse(req.body.data(), req.body.size());
+  if (d.HasParseError() || !d.IsObject()) {
+    bad_request(out, true, "the body must be a JSON object");
+    return;
+  }
+  llm::call_request r;
+  r.kind = llm::call_kind::responses;
+  if (!d.HasMember("model") || !d["model"].IsString() || d["model"].GetStringLength() == 0) {
+    bad_request(out, true, "model is required and must be a string", "model");
+    return;
+  }
+  r.model = d["model"].GetString();
+  if (!d.HasMember("input")) {
+    bad_request(out, true, "input is required", "input");
+    return;
+  }
+  std::size_t bytes = 0;
+  if (d["input"].IsString()) {
+    bytes = d["input"].GetStringLength();
+  } else if (d["input"].IsArray()) {
+    for (const auto& m : d["input"].GetArray())
+      if (m.IsObject() && m.HasMember("content") && !content_bytes(m["content"], bytes, nullptr)) {
+        bad_request(out, true, "input content must be a string or an array of parts", "input");
+        return;
+      }
+  } else {
+    bad_request(out, true, "input must be a string or an array", "input");
+    return;
+  }
+  if (d.HasMember("stream") && d["stream"].IsBool() && d["stream"].GetBool()) {
+    bad_request(out, true, "streaming is not supported on /v1/responses yet; use "
+                           "/v1/chat/completions",
+                "stream");
+    return;
+  }
+  std::string err;
+  if (!positive_int(d, "max_output_tokens", r.max_tokens, err)
+      || !positive_int(d, "max_tokens", r.max_tokens, err)) {
+    bad_request(out, true, err);
+    return;
+  }
+  r.prompt_tokens = core::llm::estimate_prompt_tokens(bytes, 1);
+  r.body = std::move(req.body);
+  r.who = who;
+  r.request_id = req.request_id;
+  llm::start_call(std::move(c), svc, std::move(r), out);
+}
+
+void images(std::shared_ptr<const llm::context> ctx, const actors::services& svc,
+            core::api_request& req, core::responder_ptr& out, const core::principal& who) {
+  auto c = no_llm_guard(ctx, out, false);
+  if (!c)
+    return;
+  rapidjson::Document d;
+  d.Parse(req.body.data(), req.body.size());
+  if (d.HasParseError() || !d.IsObject()) {
+    bad_request(out, false, "the body must be a JSON object");
+    return;
+  }
+  if (!d.HasMember("prompt") || !d["prompt"].IsString() || d["prompt"].GetStringLength() == 0) {
+    bad_request(out, false, "prompt is required and must be a string");
+    return;
+  }
+  if (!d.HasMember("model") || !d["model"].IsString()) {
+    bad_request(out, false, "model is required and must be a string");
+    return;
+  }
+  llm::call_request r;
+  r.kind = llm::call_kind::images;
+  r.model = d["model"].GetString();
+  r.prompt_tokens = core::llm::estimate_prompt_tokens(d["prompt"].GetStringLength(), 1);
+  r.body = std::move(req.body);
+  r.who = who;
+  r.request_id = req.request_id;
+  r.openai_errors = false;
+  llm::start_call(std::move(c), svc, std::move(r), out);
+}
+
+void send_message(std::shared_ptr<const llm::context> ctx, const actors::services& svc,
+                  core::api_request& req, core::responder_ptr& out, const core::principal& who) {
+  auto c = no_llm_guard(ctx, out, false);
+  if (!c)
+    return;
+  if (c->agent_model.empty()) {
+    respond_error(out, core::errc::unavailable, "llm.agent_model is not configured");
+    return;
+  }
+  rapidjson::Document d;
+  d.Parse(req.body.data(), req.body.size());
+  if (d.HasParseError() || !d.IsObject() || !d.HasMember("message") || !d["message"].IsString()
+      || d["message"].GetStringLength() == 0) {
+    respond_error(out, core::errc::bad_request, "message is required and must be a string");
+    return;
+  }
+  llm::call_request r;
+  r.kind = llm::call_kind::send_message;
+  r.model = c->agent_model;
+  r.user_text = d["message"].GetString();
+  // The token-tracking page's estimate: length / 4 * 2 (input and output).
+  r.prompt_tokens = core::llm::estimate_prompt_tokens(r.user_text.size(), 1);
+  r.max_tokens = std::max<std::int64_t>(16, static_cast<std::int64_t>(r.user_text.size()) / 4);
+  r.who = who;
+  r.request_id = req.request_id;
+  r.openai_errors = false;
+  llm::start_call(std::move(c), svc, std::move(r), out);
+}
+
+} // namespace
+
+actors::route_handler chat_completions_route(access a, std::shared_ptr<const llm::context> ctx) {
+  return authenticated(a, [ctx](actors::router_pointer, const actors::services& svc,
+                                core::api_request& req, core::responder_ptr& out,
+                                const core::principal& who) { chat(ctx, svc, req, out, who); });
+}
+
+actors::route_handler responses_route(access a, std::shared_ptr<const llm::context> ctx) {
+  return authenticated(a, [ctx](actors::router_pointer, const actors::services& svc,
+                                core::api_request& req, core::responder_ptr& out,
+                                const core::principal& who) {
+    responses(ctx, svc, req, out, who);
+  });
+}
+
+actors::route_handler images_route(access a, std::shared_ptr<const llm::context> ctx) {
+  return authenticated(a, [ctx](actors::router_pointer, const actors::services& svc,
+                                core::api_request& req, core::responder_ptr& out,
+                                const core::principal& who) { images(ctx, svc, req, out, who); });
+}
+
+actors::route_handler send_message_route(access a, std::shared_ptr<const llm::context> ctx) {
+  return authenticated(a, [ctx](actors::router_pointer, const actors::services& svc,
+                                core::api_request& req, core::responder_ptr& out,
+                                const core::principal& who) {
+    send_message(ctx, svc, req, out, who);
+  });
+}
+
+actors::route_handler openai_models_route(access a, std::shared_ptr<const llm::context> ctx) {
+  return authenticated(a, [ctx](actors::router_pointer, const actors::services&,
+                                core::api_request&, core::responder_ptr& out,
+                                const core::principal&) {
+    json_writer w;
+    w->StartObject();
+    w.field("object", "list");
+    w.key("data");
+    w->StartArray();
+    if (ctx != nullptr)
+      for (const auto& p : ctx->providers)
+        for (const auto& m : p.cfg.models) {
+          w->StartObject();
+          w.field("id", m.id);
+          w.field("object", "model");
+          w.field("created", std::int64_t{0});
+          w.field("owned_by", p.cfg.name);
+          w->EndObject();
+        }
+    w->EndArray();
+    w->EndObject();
+    respond_json(out, w.take());
+  });
+}
+
+actors::route_handler models_route(std::shared_ptr<const llm::context> ctx) {
+  return [ctx](actors::router_pointer, const actors::services&, core::api_request& req,
+               core::responder_ptr& out) {
+    listing_query q;
+    if (!parse_listing(req, out, q))
+      return;
+    std::string provider;
+    if (auto it = q.params.find("provider"); it != q.params.end())
+      provider = it->second;
+    json_writer w;
+    w->StartObject();
+    w.field("success", true);
+    w.key("data");
+    w->StartArray();
+    std::uint64_t index = 0;
+    std::uint64_t count = 0;
+    if (ctx != nullptr)
+      for (const auto& p : ctx->providers)
+        for (const auto& m : p.cfg.models) {
+          if (!provider.empty() && provider != p.cfg.name)
+            continue;
+          if (index++ < q.offset || count >= q.limit)
+            continue;
+          ++count;
+          w->StartObject();
+          w.field("id", m.id);
+          w.field("name", m.id);
+          w.field("provider", p.cfg.name);
+          w.field("context_length", m.context_length);
+          w.key("pricing");
+          w->StartObject();
+          // Credits per token, as the reference shows them.
+          w.field("prompt", static_cast<double>(m.prompt_price_micro_per_mtok) / 1e12);
+          w.field("completion", static_cast<double>(m.completion_price_micro_per_mtok) / 1e12);
+          w.field("prompt_per_mtok", credits(m.prompt_price_micro_per_mtok));
+          w.field("completion_per_mtok", credits(m.completion_price_micro_per_mtok));
+          w->EndObject();
+          w->EndObject();
+        }
+    w->EndArray();
+    w.field("count", count);
+    w.field("total", index);
+    w->EndObject();
+    respond_json(out, w.take());
+  };
+}
+
+actors::route_handler providers_route(std::shared_ptr<const llm::context> ctx) {
+  return [ctx](actors::router_pointer, const actors::services&, core::api_request& req,
+               core::responder_ptr& out) {
+    listing_query q;
+    if (!parse_listing(req, out, q))
+      return;
+    json_writer w;
+    w->StartObject();
+    w.field("success", true);
+    w.key("data");
+    w->StartArray();
+    std::uint64_t index = 0;
+    std::uint64_t count = 0;
+    if (ctx != nullptr)
+      for (const auto& p : ctx->providers) {
+        if (index++ < q.offset || count >= q.limit)
+          continue;
+        ++count;
+        w->StartObject();
+        w.field("name", p.cfg.name);
+        w.field("slug", p.cfg.name);
+        w.field("description", p.demo ? "tollgate's built-in demo provider (no network)"
+                                      : "OpenAI-compatible provider");
+        w.field("model_count", static_cast<std::uint64_t>(p.cfg.models.size()));
+        // The host only: a base URL can carry a path with a tenant or key.
+        auto url = p.cfg.base_url;
+        if (auto scheme = url.find("://"); scheme != std::string::npos) {
+          auto slash = url.find('/', scheme + 3);
+          if (slash != std::string::npos)
+            url.resize(slash);
+        }
+        w.field("official_url", url);
+        w->EndObject();
+      }
+    w->EndArray();
+    w.field("count", count);
+    w->EndObject();
+    respond_json(out, w.take());
+  };
+}
+
+actors::route_handler agent_status_route(access a, std::shared_ptr<const llm::context> ctx) {
+  return authenticated(a, [ctx](actors::router_pointer self, const actors::services& svc,
+                                core::api_request&, core::responder_ptr& out,
+                                const core::principal&) {
+    if (ctx == nullptr || ctx->agent_model.empty()) {
+      respond_error(out, core::errc::unavailable, "llm.agent_model is not configured");
+      return;
+    }
+    const auto cands = ctx->candidates(ctx->agent_model);
+    if (cands.empty()) {
+      respond_error(out, core::errc::unavailable, "the agent's provider is off");
+      return;
+    }
+    const auto* p = cands.front().provider;
+    self->request(p->actor, svc.ask_timeout, actors::status_atom::value)
+      .then(
+        [out, ctx, p](actors::provider_status& s) mutable {
+          json_writer w;
+          w->StartObject();
+          w.field("status", s.up ? "online" : "degraded");
+          w.field("model", ctx->agent_model);
+          w.field("provider", s.name);
+          w.key("rate_limits");
+          w->StartObject();
+          w.field("tokens_per_minute", p->cfg.tokens_per_minute);
+          w.field("burst_tokens", p->cfg.burst_tokens);
+          w.field("tokens_available", s.tokens_available);
+          w.field("max_concurrency", s.max_concurrency);
+          w.field("in_flight", s.in_flight);
+          w.field("queue_size", s.queue_size);
+          w.field("queued", s.queued);
+          w.field("queue_timeout_s",
+                  static_cast<std::int64_t>(
+                    std::chrono::duration_cast<std::chrono::seconds>(p->cfg.queue_timeout)
+                      .count()));
+          w->EndObject();
+          w.field("served", s.served);
+          w.field("failed", s.failed);
+          w->EndObject();
+          respond_json(out, w.take());
+        },
+        [out](caf::error& e) mutable { respond_error(out, e); });
+  });
+}
+
+} // namespace tollgate::http::api

@@ -1,0 +1,116 @@
+#pragma once
+
+// The upstream HTTP/1.1 client: LLM providers and proxy backends are called
+// through it. Beast, Asio and OpenSSL stay behind this header because it is
+// included by the actors that start calls.
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace tollgate::http::client {
+
+namespace detail {
+class call;
+} // namespace detail
+
+/// One request to an upstream.
+struct upstream_request {
+  std::string method = "POST";
+  /// "http://host:port/path?q" or "https://host/path"; an empty path means "/".
+  std::string url;
+  /// Sent as given, except Host, Content-Length, Transfer-Encoding and
+  /// Connection, which the client sets itself.
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  /// Deadline of the whole exchange: resolve, connect, TLS, write, head, body.
+  std::chrono::milliseconds timeout{60000};
+  /// Cap on the response body; above it the call fails with "response too large".
+  std::size_t max_response_bytes = 16 << 20;
+};
+
+/// Status line and header fields of an upstream response.
+struct upstream_head {
+  unsigned status = 0;
+  std::vector<std::pair<std::string, std::string>> headers;  ///< names as received
+
+  /// The value of the first field named `name` (any case), or "".
+  std::string header(std::string_view name_case_insensitive) const;
+};
+
+/// Callbacks run on the client's I/O threads: they must be cheap, must not
+/// block and must not destroy the client.
+struct upstream_handlers {
+  /// Once, before any body bytes. Optional.
+  std::function<void(const upstream_head&)> on_head;
+  /// Body bytes as they arrive (de-chunked). Optional; when set, the body is
+  /// not buffered and on_done receives an empty one.
+  std::function<void(std::string_view chunk)> on_data;
+  /// Exactly once, last. An empty `error` is success. `body` holds the whole
+  /// body only in buffered mode (no on_data). Errors are one of
+  /// "bad url: …", "bad request: …", "connect: …", "tls: …", "timeout",
+  /// "reset: …", "malformed response: …", "response too large", "cancelled";
+  /// they never contain header values or the URL (both can carry keys).
+  std::function<void(std::string error, upstream_head head, std::string body)> on_done;
+};
+
+/// The caller's grip on a call in flight.
+class call_handle {
+public:
+  /// Aborts the call: on_done("cancelled") follows unless the call has
+  /// already finished. Thread-safe and idempotent; a no-op once the client
+  /// is being destroyed (that cancels every call itself).
+  void cancel() noexcept;
+
+private:
+  friend class client;
+  explicit call_handle(std::weak_ptr<detail::call> c) : call_(std::move(c)) {}
+
+  // Weak: the handle must not keep a finished call (and its buffers) alive.
+  std::weak_ptr<detail::call> call_;
+};
+
+/// A pool of keep-alive connections per (scheme, host, port) and the I/O
+/// threads that drive them.
+///
+///   start ──▶ pooled? ──yes──▶ write ──▶ head ──▶ body ──▶ on_done
+///                │                 │  (dead: EOF or write error before any
+///                no                │   response byte → once, on a fresh one)
+///                ▼                 ▼
+///             resolve ─▶ connect ─▶ [TLS] ─▶ write …   keep-alive ─▶ pool
+class client {
+public:
+  struct options {
+    std::size_t threads = 1;
+    std::size_t max_idle_per_host = 32;
+    std::chrono::seconds idle_ttl{30};
+    bool verify_tls = true;
+    std::string ca_file;  ///< empty: the system's default verify paths
+  };
+
+  explicit client(options o);
+  /// Cancels pending calls (on_done("cancelled")), closes pooled connections
+  /// and joins the I/O threads. Must not run on one of those threads.
+  ~client();
+  client(const client&) = delete;
+  client& operator=(const client&) = delete;
+
+  /// Starts a call. Thread-safe. Never throws: a failure is reported through
+  /// on_done (synchronously, on the caller's thread, only when the client is
+  /// shutting down or memory runs out).
+  std::shared_ptr<call_handle> start(upstream_request req, upstream_handlers h);
+
+  /// Pooled keep-alive connections right now (for tests and metrics).
+  std::size_t idle_connections() const;
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace tollgate::http::client

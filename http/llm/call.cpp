@@ -1,0 +1,871 @@
+#include "http/llm/llm.hpp"
+
+#include "core/llm.hpp"
+#include "core/time_format.hpp"
+#include "http/api/common.hpp"
+#include "http/api/json.hpp"
+#include "http/api/ratelimit.hpp"
+#include "http/client/client.hpp"
+#include "http/errors.hpp"
+#include "http/llm/demo.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
+
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <mutex>
+
+namespace tollgate::http::llm {
+
+namespace {
+
+using upstream_done_atom = caf::atom_constant<caf::atom("up_done")>;
+using retry_atom = caf::atom_constant<caf::atom("retry")>;
+using cancel_atom = caf::atom_constant<caf::atom("cancel")>;
+
+constexpr std::size_t max_error_body = 64 * 1024;
+
+/// What an upstream attempt came to.
+struct upstream_result {
+  std::string error;        ///< transport error; empty when a response came
+  unsigned status = 0;
+  std::string retry_after;  ///< the upstream's Retry-After
+  std::string body;         ///< the whole body (not streamed) or the error body
+  bool streamed = false;    ///< a 200 head came and the body went to the client
+  std::int64_t prompt_tokens = -1;      ///< from the upstream's usage; -1: none
+  std::int64_t completion_tokens = -1;
+  std::string text;         ///< the streamed assistant text, assembled
+};
+
+} // namespace
+} // namespace tollgate::http::llm
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tollgate::http::llm::upstream_result)
+
+namespace tollgate::http::llm {
+
+namespace {
+
+/// The streamed body between the upstream (client I/O thread) and the
+/// session. Bytes that arrive before the session attached are kept.
+class relay final : public core::body_stream {
+public:
+  void push(std::string bytes) {
+    std::lock_guard<std::mutex> g{m_};
+    if (cancelled_ || finished_)
+      return;
+    if (sink_)
+      sink_->write(std::move(bytes));
+    else
+      early_.push_back(std::move(bytes));
+  }
+  void finish() {
+    std::lock_guard<std::mutex> g{m_};
+    if (finished_)
+      return;
+    finished_ = true;
+    if (sink_)
+      sink_->finish();
+  }
+  void attach(std::shared_ptr<core::stream_sink> sink) override {
+    std::lock_guard<std::mutex> g{m_};
+    sink_ = std::move(sink);
+    for (auto& b : early_)
+      sink_->write(std::move(b));
+    early_.clear();
+    if (finished_)
+      sink_->finish();
+  }
+  void cancel() noexcept override {
+    std::function<void()> f;
+    {
+      std::lock_guard<std::mutex> g{m_};
+      cancelled_ = true;
+      f = std::move(on_cancel_);
+    }
+    if (f)
+      f();
+  }
+  void on_cancel(std::function<void()> f) {
+    std::lock_guard<std::mutex> g{m_};
+    on_cancel_ = std::move(f);
+  }
+
+private:
+  std::mutex m_;
+  std::shared_ptr<core::stream_sink> sink_;
+  std::vector<std::string> early_;
+  std::function<void()> on_cancel_;
+  bool finished_ = false;
+  bool cancelled_ = false;
+};
+
+/// Usage and text from a chat completion or a response body.
+void read_usage(const rapidjson::Value& d, upstream_result& r) {
+  if (!d.IsObject())
+    return;
+  if (d.HasMember("usage") && d["usage"].IsObject()) {
+    const auto& u = d["usage"];
+    for (const char* k : {"prompt_tokens", "input_tokens"})
+      if (u.HasMember(k) && u[k].IsInt64())
+        r.prompt_tokens = u[k].GetInt64();
+    for (const char* k : {"completion_tokens", "output_tokens"})
+      if (u.HasMember(k) && u[k].IsInt64())
+        r.completion_tokens = u[k].GetInt64();
+  }
+}
+
+/// The assistant's text in a non-streamed answer.
+std::string answer_text(const rapidjson::Value& d) {
+  if (!d.IsObject())
+    return {};
+  if (d.HasMember("choices") && d["choices"].IsArray() && !d["choices"].Empty()) {
+    const auto& c = d["choices"][0];
+    if (c.IsObject() && c.HasMember("message") && c["message"].IsObject()
+        && c["message"].HasMember("content") && c["message"]["content"].IsString())
+      return c["message"]["content"].GetString();
+  }
+  if (d.HasMember("output_text") && d["output_text"].IsString())
+    return d["output_text"].GetString();
+  return {};
+}
+
+/// Reads the SSE events of a streamed chat completion as they pass: the
+/// usage chunk and the assembled text. Runs on the client's I/O thread.
+struct stream_reader {
+  core::llm::sse_reader sse;
+  std::vector<std::string> events;
+  upstream_result partial;
+  std::size_t bytes = 0;
+
+  void feed(std::string_view chunk) {
+    bytes += chunk.size();
+    events.clear();
+    sse.feed(chunk, events);
+    for (const auto& e : events) {
+      if (e == "[DONE]")
+        continue;
+      rapidjson::Document d;
+      d.Parse(e.data(), e.size());
+      if (d.HasParseError() || !d.IsObject())
+        continue;
+      read_usage(d, partial);
+      if (d.HasMember("choices") && d["choices"].IsArray())
+        for (const auto& c : d["choices"].GetArray())
+          if (c.IsObject() && c.HasMember("delta") && c["delta"].IsObject()
+              && c["delta"].HasMember("content") && c["delta"]["content"].IsString())
+            partial.text.append(c["delta"]["content"].GetString(),
+                                c["delta"]["content"].GetStringLength());
+    }
+  }
+};
+
+const char* upstream_path(call_kind k) {
+  switch (k) {
+    case call_kind::responses: return "/responses";
+    case call_kind::images: return "/images/generations";
+    case call_kind::chat:
+    case call_kind::send_message: return "/chat/completions";
+  }
+  return "/chat/completions";
+}
+
+bool retryable(const upstream_result& r) {
+  if (!r.error.empty())
+    return r.error != "cancelled" && r.error != "response too large";
+  return r.status == 429 || r.status >= 500;
+}
+
+std::int64_t parse_retry_after(const std::string& v) {
+  if (v.empty())
+    return 0;
+  try {
+    const auto s = std::stoll(v);
+    return std::clamp<std::int64_t>(s, 0, 3600);
+  } catch (...) {
+    return 0;
+  }
+}
+
+struct call_state {
+  std::shared_ptr<const context> ctx;
+  actors::services svc;
+  call_request req;
+  core::responder_ptr out;
+  std::vector<model_ref> candidates;
+  std::size_t candidate = 0;
+  unsigned attempt = 0;
+  std::int64_t max_tokens = 0;
+  std::int64_t reserved = 0;      ///< tokens reserved at the key actor
+  bool tokens_reserved = false;
+  actors::credit_hold hold;
+  bool slot = false;              ///< holding a provider slot
+  std::shared_ptr<client::call_handle> handle;
+  std::shared_ptr<relay> stream;
+  bool cancelled = false;
+  bool answered = false;
+  // The last failure, for the answer when nothing else is left to try.
+  std::uint16_t fail_status = 0;
+  std::string fail_message;
+  std::string fail_code;
+  std::string fail_type;
+  std::int64_t fail_retry_after = 0;
+  std::string fail_body;  ///< an upstream's own error body to pass through
+
+  const model_ref& current() const { return candidates[candidate]; }
+  std::int64_t now() const {
+    return std::chrono::duration_cast<std::chrono::seconds>(svc.clock->now().time_since_epoch())
+      .count();
+  }
+};
+
+using state_ptr = std::shared_ptr<call_state>;
+
+void answer(call_state& st, core::api_response res) {
+  if (st.answered)
+    return;
+  st.answered = true;
+  st.out->respond(std::move(res));
+}
+
+/// An error answer: OpenAI's envelope on /v1/, the gateway body elsewhere.
+void answer_error(call_state& st, std::uint16_t status, std::string_view type,
+                  std::string_view code, const std::string& message,
+                  std::int64_t retry_after = 0) {
+  core::api_response res;
+  res.status = status;
+  if (st.req.openai_errors)
+    res.body = api::openai_error_body(message, type, code);
+  else
+    res.body = error_body(status, message, st.svc.clock->now());
+  if (retry_after > 0)
+    res.raw_headers = "Retry-After: " + std::to_string(retry_after) + "\r\n";
+  answer(st, std::move(res));
+}
+
+/// The token-tracking page's body when the provider's queue refuses.
+void answer_rate_limited(call_state& st, std::uint16_t status, const std::string& error,
+                         std::int64_t retry_after) {
+  if (st.req.openai_errors) {
+    answer_error(st, status, status == 503 ? "server_error" : "rate_limit_error",
+                 status == 503 ? "provider_unavailable" : "rate_limit_exceeded", error,
+                 retry_after);
+    return;
+  }
+  api::json_writer w;
+  w->StartObject();
+  w.field("status", "rate_limited");
+  w.field("error", error);
+  w.field("retry_after", std::to_string(retry_after));
+  w.field("message", "API rate limit reached. Please try again shortly.");
+  w.field("type", "rate_limit_error");
+  w.field("status_code", std::int64_t{status});
+  w->EndObject();
+  core::api_response res;
+  res.status = status;
+  res.body = w.take();
+  res.raw_headers = "Retry-After: " + std::to_string(retry_after) + "\r\n";
+  answer(st, std::move(res));
+}
+
+/// The body as it goes to this candidate: its model name, and a request
+/// for usage in the stream.
+std::string upstream_body(const call_state& st) {
+  rapidjson::Document d;
+  d.Parse(st.req.body.data(), st.req.body.size());
+  if (!d.IsObject())
+    return st.req.body;
+  auto& a = d.GetAllocator();
+  const auto& upstream = st.current().model->upstream;
+  if (d.HasMember("model"))
+    d["model"].SetString(upstream.data(), static_cast<rapidjson::SizeType>(upstream.size()), a);
+  else
+    d.AddMember("model", rapidjson::Value{upstream.data(),
+                                          static_cast<rapidjson::SizeType>(upstream.size()), a},
+                a);
+  if (st.req.stream && st.req.kind == call_kind::chat) {
+    if (!d.HasMember("stream_options") || !d["stream_options"].IsObject()) {
+      d.RemoveMember("stream_options");
+      d.AddMember("stream_options", rapidjson::Value{rapidjson::kObjectType}, a);
+    }
+    auto& so = d["stream_options"];
+    so.RemoveMember("include_usage");
+    so.AddMember("include_usage", true, a);
+  }
+  rapidjson::StringBuffer b;
+  rapidjson::Writer<rapidjson::StringBuffer> w{b};
+  d.Accept(w);
+  return {b.GetString(), b.GetSize()};
+}
+
+/// The send-message route's body for the chat completions a call made.
+std::string chat_body_for_message(const std::string& model, const std::string& message) {
+  api::json_writer w;
+  w->StartObject();
+  w.field("model", model);
+  w.key("messages");
+  w->StartArray();
+  w->StartObject();
+  w.field("role", "user");
+  w.field("content", message);
+  w->EndObject();
+  w->EndArray();
+  w->EndObject();
+  return w.take();
+}
+
+void try_next(caf::event_based_actor* self, state_ptr st);
+void acquire(caf::event_based_actor* self, state_ptr st);
+
+/// Settles tokens and charges credits for what was used, then runs `done`
+/// with the key's usage after settlement (empty when nothing was reserved).
+void settle(caf::event_based_actor* self, state_ptr st, std::int64_t prompt,
+            std::int64_t completion, std::function<void(actors::key_usage)> done) {
+  const auto used = std::max<std::int64_t>(0, prompt) + std::max<std::int64_t>(0, completion);
+  auto charge = [self, st, prompt, completion, done](actors::key_usage usage) {
+    if (!st->hold.granted) {
+      done(std::move(usage));
+      return;
+    }
+    st->hold.granted = false;
+    actors::charge_request c;
+    c.hold_id = st->hold.hold_id;
+    c.held_micro = st->hold.held_micro;
+    c.entry.user_id = st->req.who.user_id;
+    c.entry.key_id = st->req.who.key_id;
+    c.entry.request_id = st->req.request_id;
+    const auto* m = st->candidates.empty() ? nullptr : st->current().model;
+    if (m != nullptr) {
+      c.entry.model = m->id;
+      c.entry.provider = st->current().provider->cfg.name;
+      c.entry.prompt_tokens = std::max<std::int64_t>(0, prompt);
+      c.entry.completion_tokens = std::max<std::int64_t>(0, completion);
+      c.entry.amount_micro =
+        core::llm::price_micro(c.entry.prompt_tokens, m->prompt_price_micro_per_mtok)
+        + core::llm::price_micro(c.entry.completion_tokens, m->completion_price_micro_per_mtok);
+    }
+    self->request(st->svc.wallet, std::chrono::seconds{15}, actors::charge_atom::value,
+                  std::move(c))
+      .then([done, usage](actors::ledger_entry&) mutable { done(std::move(usage)); },
+            [done, usage, st](caf::error& e) mutable {
+              spdlog::error("request {}: charge not recorded: {}", st->req.request_id,
+                            to_string(e));
+              done(std::move(usage));
+            });
+  };
+  if (!st->tokens_reserved) {
+    charge({});
+    return;
+  }
+  st->tokens_reserved = false;
+  self
+    ->request(st->svc.directory, std::chrono::seconds{15}, actors::settle_atom::value,
+              st->req.who.key_hash, st->reserved, used)
+    .then([charge](actors::key_usage& u) mutable { charge(std::move(u)); },
+          [charge, st](caf::error& e) mutable {
+            spdlog::error("request {}: token usage not settled: {}", st->req.request_id,
+                          to_string(e));
+            charge({});
+          });
+}
+
+void release_slot(state_ptr st, bool upstream_ok, std::int64_t used) {
+  if (!st->slot)
+    return;
+  st->slot = false;
+  caf::anon_send(st->current().provider->actor, actors::release_atom::value, upstream_ok,
+                 st->reserved, used);
+}
+
+/// The whole call ends: nothing is held any more; the actor goes.
+void end(caf::event_based_actor* self, state_ptr st) {
+  if (!st->answered)
+    answer_error(*st, 500, "server_error", "internal_error", "the call ended without an answer");
+  self->quit();
+}
+
+/// Settles nothing used and answers the error that was recorded last.
+void fail_with_last(caf::event_based_actor* self, state_ptr st) {
+  settle(self, st, 0, 0, [self, st](actors::key_usage) {
+    if (!st->fail_body.empty()) {
+      core::api_response res;
+      res.status = st->fail_status;
+      res.body = std::move(st->fail_body);
+      if (st->fail_retry_after > 0)
+        res.raw_headers = "Retry-After: " + std::to_string(st->fail_retry_after) + "\r\n";
+      answer(*st, std::move(res));
+    } else if (st->fail_code == "queue_full" || st->fail_code == "queue_timeout"
+               || st->fail_code == "down") {
+      answer_rate_limited(*st, st->fail_status, st->fail_message, st->fail_retry_after);
+    } else {
+      answer_error(*st, st->fail_status, st->fail_type, st->fail_code, st->fail_message,
+                   st->fail_retry_after);
+    }
+    end(self, st);
+  });
+}
+
+/// The gateway reference's image answer: {"success": true, "data": [...]}
+/// around the upstream's data.
+std::string images_answer(const std::string& upstream) {
+  rapidjson::Document d;
+  d.Parse(upstream.data(), upstream.size());
+  rapidjson::StringBuffer b;
+  rapidjson::Writer<rapidjson::StringBuffer> w{b};
+  w.StartObject();
+  w.Key("success");
+  w.Bool(true);
+  w.Key("data");
+  if (!d.HasParseError() && d.IsObject() && d.HasMember("data") && d["data"].IsArray())
+    d["data"].Accept(w);
+  else {
+    w.StartArray();
+    w.EndArray();
+  }
+  w.EndObject();
+  return {b.GetString(), b.GetSize()};
+}
+
+/// The send-message answer (token-tracking page).
+std::string message_answer(const call_state& st, const std::string& text,
+                           const actors::key_usage& usage) {
+  api::json_writer w;
+  w->StartObject();
+  w.field("status", "success");
+  w.field("response", text);
+  w.key("metadata");
+  w->StartObject();
+  w.field("estimated_tokens", st.reserved);
+  w.field("api_key_hash", st.req.who.key_hash.substr(0, 16));
+  w.field("model", st.req.model);
+  w.key("token_usage");
+  w->StartObject();
+  for (const auto& p : usage.policies) {
+    if (p.name == "tokens_day") {
+      w.field("daily_used", p.used);
+      w.field("daily_remaining", p.remaining);
+    } else if (p.name == "tokens_month") {
+      w.field("monthly_used", p.used);
+      w.field("monthly_remaining", p.remaining);
+    }
+  }
+  w->EndObject();
+  w->EndObject();
+  w->EndObject();
+  return w.take();
+}
+
+void on_result(caf::event_based_actor* self, state_ptr st, upstream_result& r) {
+  st->handle.reset();
+  const bool ok = r.error.empty() && r.status >= 200 && r.status < 300;
+  if (r.streamed) {
+    const auto prompt = r.prompt_tokens >= 0 ? r.prompt_tokens : st->req.prompt_tokens;
+    const auto completion = r.completion_tokens >= 0
+                              ? r.completion_tokens
+                              : core::llm::estimate_tokens(r.text.size());
+    release_slot(st, r.error.empty(), prompt + completion);
+    if (!r.error.empty() && r.error != "cancelled") {
+      // The head went out as 200: the failure can only be told in-band.
+      st->stream->push("data: " + api::openai_error_body("upstream stream broke: " + r.error,
+                                                         "server_error", "bad_gateway")
+                       + "\n\n");
+    }
+    auto s = st->stream;
+    settle(self, st, prompt, completion, [self, st, s](actors::key_usage) {
+      s->finish();
+      end(self, st);
+    });
+    return;
+  }
+  if (st->cancelled || r.error == "cancelled") {
+    release_slot(st, true, st->req.prompt_tokens);
+    // The upstream may have read the prompt; what it wrote is unknown.
+    settle(self, st, st->req.prompt_tokens, 0, [self, st](actors::key_usage) {
+      answer_error(*st, 499, "client_closed", "cancelled", "the client closed the request");
+      end(self, st);
+    });
+    return;
+  }
+  if (ok) {
+    rapidjson::Document d;
+    if (st->req.kind != call_kind::images) {
+      d.Parse(r.body.data(), r.body.size());
+      if (d.HasParseError() || !d.IsObject()) {
+        release_slot(st, false, st->req.prompt_tokens);
+        settle(self, st, st->req.prompt_tokens, 0, [self, st](actors::key_usage) {
+          answer_error(*st, 502, "server_error", "bad_gateway",
+                       "the upstream answered with a body that is not JSON");
+          end(self, st);
+        });
+        return;
+      }
+      read_usage(d, r);
+    }
+    const auto prompt = r.prompt_tokens >= 0 ? r.prompt_tokens : st->req.prompt_tokens;
+    const auto completion = r.completion_tokens >= 0 ? r.completion_tokens : 0;
+    release_slot(st, true, prompt + completion);
+    auto text = st->req.kind == call_kind::send_message ? answer_text(d) : std::string{};
+    settle(self, st, prompt, completion,
+           [self, st, body = std::move(r.body), text](actors::key_usage usage) mutable {
+             core::api_response res;
+             res.status = 200;
+             if (st->req.kind == call_kind::send_message)
+               res.body = message_answer(*st, text, usage);
+             else if (st->req.kind == call_kind::images)
+               res.body = images_answer(body);
+             else
+               res.body = std::move(body);
+             answer(*st, std::move(res));
+             end(self, st);
+           });
+    return;
+  }
+  release_slot(st, false, 0);
+  // Remember why, in case nothing else works.
+  if (!r.error.empty()) {
+    st->fail_body.clear();
+    st->fail_status = r.error == "timeout" ? 504 : 502;
+    st->fail_type = "server_error";
+    st->fail_code = r.error == "timeout" ? "upstream_timeout" : "bad_gateway";
+    st->fail_message = "provider " + st->current().provider->cfg.name + ": " + r.error;
+    st->fail_retry_after = 0;
+  } else if (r.status == 429 || r.status >= 500) {
+    st->fail_body.clear();
+    st->fail_status = r.status == 429 ? 429 : 502;
+    st->fail_type = r.status == 429 ? "rate_limit_error" : "server_error";
+    st->fail_code = r.status == 429 ? "upstream_rate_limited" : "bad_gateway";
+    st->fail_message = "provider " + st->current().provider->cfg.name + " answered "
+                       + std::to_string(r.status);
+    st->fail_retry_after = parse_retry_after(r.retry_after);
+  } else {
+    // The upstream refused the request itself (400, 404, ...): its own
+    // error, as it said it, and no retry.
+    st->fail_status = static_cast<std::uint16_t>(r.status);
+    st->fail_body = r.body.empty() ? api::openai_error_body("the provider refused the request",
+                                                            "invalid_request_error",
+                                                            "upstream_refused")
+                                   : std::move(r.body);
+    fail_with_last(self, st);
+    return;
+  }
+  if (retryable(r) && st->attempt < st->current().provider->cfg.retries) {
+    ++st->attempt;
+    auto backoff = st->current().provider->cfg.retry_backoff * (1 << (st->attempt - 1));
+    backoff = std::max<std::chrono::milliseconds>(
+      backoff, std::chrono::seconds{parse_retry_after(r.retry_after)});
+    backoff = std::min<std::chrono::milliseconds>(backoff, std::chrono::seconds{30});
+    self->delayed_send(self, backoff, retry_atom::value);
+    return;
+  }
+  try_next(self, st);
+}
+
+/// Calls the current candidate. The answer comes back as upstream_done.
+void call_upstream(caf::event_based_actor* self, state_ptr st) {
+  const auto& ref = st->current();
+  const auto path = upstream_path(st->req.kind);
+  const auto body = upstream_body(*st);
+  if (ref.provider->demo) {
+    auto a = demo::call(path, body);
+    upstream_result r;
+    r.status = a.status;
+    if (st->req.stream && a.status == 200) {
+      stream_reader reader;
+      st->stream = std::make_shared<relay>();
+      core::api_response res;
+      res.status = 200;
+      res.content_type = "text/event-stream";
+      res.raw_headers = "Cache-Control: no-cache\r\n";
+      res.stream = st->stream;
+      answer(*st, std::move(res));
+      for (auto& c : a.chunks) {
+        reader.feed(c);
+        st->stream->push(std::move(c));
+      }
+      r = std::move(reader.partial);
+      r.status = 200;
+      r.streamed = true;
+    } else {
+      r.body = std::move(a.body);
+    }
+    self->send(self, upstream_done_atom::value, std::move(r));
+    return;
+  }
+  client::upstream_request up;
+  up.method = "POST";
+  up.url = ref.provider->cfg.base_url + path;
+  up.headers.emplace_back("Content-Type", "application/json");
+  up.headers.emplace_back("Accept", st->req.stream ? "text/event-stream" : "application/json");
+  if (!ref.provider->api_key.empty())
+    up.headers.emplace_back("Authorization", "Bearer " + ref.provider->api_key);
+  for (const auto& h : ref.provider->cfg.headers)
+    up.headers.push_back(h);
+  up.headers.emplace_back("X-Request-Id", st->req.request_id);
+  up.body = body;
+  up.timeout = ref.provider->cfg.request_timeout;
+  up.max_response_bytes = st->ctx->max_response_bytes;
+
+  auto me = caf::actor_cast<caf::actor>(self);
+  struct shared {
+    std::mutex m;
+    upstream_result r;
+    stream_reader reader;
+    std::shared_ptr<relay> stream;
+  };
+  auto sh = std::make_shared<shared>();
+  const bool want_stream = st->req.stream;
+  // The relay exists before the head so that a cancel from the session
+  // reaches the upstream call at any point.
+  if (want_stream)
+    sh->stream = std::make_shared<relay>();
+  client::upstream_handlers h;
+  auto out = st->out;
+  auto rid = st->req.request_id;
+  h.on_head = [sh, want_stream, out](const client::upstream_head& head) {
+    sh->r.status = head.status;
+    sh->r.retry_after = head.header("retry-after");
+    if (want_stream && head.status == 200) {
+      sh->r.streamed = true;
+      core::api_response res;
+      res.status = 200;
+      res.content_type = "text/event-stream";
+      res.raw_headers = "Cache-Control: no-cache\r\n";
+      res.stream = sh->stream;
+      out->respond(std::move(res));
+    }
+  };
+  h.on_data = [sh](std::string_view chunk) {
+    if (sh->r.streamed) {
+      sh->reader.feed(chunk);
+      sh->stream->push(std::string{chunk});
+    } else if (sh->r.body.size() < max_error_body) {
+      sh->r.body.append(chunk.substr(0, max_error_body - sh->r.body.size()));
+    }
+  };
+  h.on_done = [sh, me](std::string error, client::upstream_head, std::string) {
+    upstream_result r = std::move(sh->r);
+    if (r.streamed) {
+      auto& p = sh->reader.partial;
+      r.prompt_tokens = p.prompt_tokens;
+      r.completion_tokens = p.completion_tokens;
+      r.text = std::move(p.text);
+    }
+    r.error = std::move(error);
+    caf::anon_send(me, upstream_done_atom::value, std::move(r));
+  };
+  if (want_stream) {
+    st->stream = sh->stream;
+  }
+  // Non-streamed calls are buffered through on_data too, so that the body
+  // cap and the error-body cap are one path; a 2xx body is kept whole.
+  if (!want_stream) {
+    h.on_data = [sh, cap = st->ctx->max_response_bytes](std::string_view chunk) {
+      if (sh->r.status >= 200 && sh->r.status < 300) {
+        if (sh->r.body.size() + chunk.size() <= cap)
+          sh->r.body.append(chunk);
+      } else if (sh->r.body.size() < max_error_body) {
+        sh->r.body.append(chunk.substr(0, max_error_body - sh->r.body.size()));
+      }
+    };
+  }
+  st->handle = st->ctx->http->start(std::move(up), std::move(h));
+  if (st->stream) {
+    std::weak_ptr<client::call_handle> weak = st->handle;
+    st->stream->on_cancel([weak] {
+      if (auto hd = weak.lock())
+        hd->cancel();
+    });
+  }
+}
+
+void acquire(caf::event_based_actor* self, state_ptr st) {
+  if (st->cancelled) {
+    fail_with_last(self, st);
+    return;
+  }
+  const auto& p = *st->current().provider;
+  self
+    ->request(p.actor, p.cfg.queue_timeout + std::chrono::seconds{30},
+              actors::acquire_atom::value, st->reserved)
+    .then(
+      [self, st](actors::provider_slot& s) {
+        if (!s.granted) {
+          st->fail_body.clear();
+          st->fail_status = s.refusal == "down" ? 503 : 429;
+          st->fail_code = s.refusal;
+          st->fail_type = "rate_limit_error";
+          st->fail_message = s.refusal == "queue_full"
+                               ? "provider " + st->current().provider->cfg.name
+                                   + ": queue is full"
+                             : s.refusal == "queue_timeout"
+                               ? "provider " + st->current().provider->cfg.name
+                                   + ": waited too long in the queue"
+                               : "provider " + st->current().provider->cfg.name + " is down";
+          st->fail_retry_after = s.retry_after;
+          try_next(self, st);
+          return;
+        }
+        st->slot = true;
+        if (st->cancelled) {
+          release_slot(st, true, 0);
+          fail_with_last(self, st);
+          return;
+        }
+        call_upstream(self, st);
+      },
+      [self, st](caf::error& e) {
+        st->fail_body.clear();
+        st->fail_status = 503;
+        st->fail_code = "down";
+        st->fail_type = "server_error";
+        st->fail_message = "provider " + st->current().provider->cfg.name
+                           + " did not answer: " + to_string(e);
+        st->fail_retry_after = 1;
+        try_next(self, st);
+      });
+}
+
+void try_next(caf::event_based_actor* self, state_ptr st) {
+  if (st->cancelled || st->candidate + 1 >= st->candidates.size()) {
+    fail_with_last(self, st);
+    return;
+  }
+  ++st->candidate;
+  st->attempt = 0;
+  acquire(self, st);
+}
+
+void hold_credits(caf::event_based_actor* self, state_ptr st) {
+  std::int64_t worst = 0;
+  for (const auto& c : st->candidates)
+    worst = std::max(worst, core::llm::price_micro(st->req.prompt_tokens,
+                                                   c.model->prompt_price_micro_per_mtok)
+                              + core::llm::price_micro(st->max_tokens,
+                                                       c.model->completion_price_micro_per_mtok));
+  if (worst == 0 || st->req.who.anonymous) {
+    acquire(self, st);
+    return;
+  }
+  self
+    ->request(st->svc.wallet, st->svc.ask_timeout, actors::hold_atom::value, st->req.who.user_id,
+              worst)
+    .then(
+      [self, st, worst](actors::credit_hold& h) {
+        if (!h.granted) {
+          settle(self, st, 0, 0, [self, st, worst, h](actors::key_usage) {
+            answer_error(*st, 402, "insufficient_quota", "insufficient_credits",
+                         "insufficient credits: this call may cost up to "
+                           + std::to_string(api::credits(worst)) + " credits, the balance is "
+                           + std::to_string(api::credits(h.balance_micro)));
+            end(self, st);
+          });
+          return;
+        }
+        st->hold = h;
+        acquire(self, st);
+      },
+      [self, st](caf::error& e) {
+        settle(self, st, 0, 0, [self, st, e](actors::key_usage) {
+          const auto [code, detail] = actors::from_error(e);
+          answer_error(*st, static_cast<std::uint16_t>(status_of(code)), "server_error",
+                       std::string{core::to_string(code)}, detail);
+          end(self, st);
+        });
+      });
+}
+
+void reserve_tokens(caf::event_based_actor* self, state_ptr st) {
+  if (st->req.who.anonymous) {
+    hold_credits(self, st);
+    return;
+  }
+  self
+    ->request(st->svc.directory, st->svc.ask_timeout, actors::reserve_atom::value,
+              st->req.who.key_hash, st->reserved)
+    .then(
+      [self, st](actors::token_reservation& t) {
+        if (!t.granted) {
+          core::api_response res;
+          res.status = 429;
+          const auto retry = std::max<std::int64_t>(1, t.retry_after);
+          res.body = st->req.openai_errors
+                       ? api::openai_error_body(
+                         std::string{t.budget == "tokens_month" ? "Monthly" : "Daily"}
+                           + " token limit exceeded: this call needs up to "
+                           + std::to_string(t.tokens) + " tokens, "
+                           + std::to_string(t.budget == "tokens_month" ? t.remaining_month
+                                                                       : t.remaining_day)
+                           + " remain",
+                         "tokens", "token_limit_exceeded")
+                       : api::token_limited_body(t, st->now());
+          res.raw_headers = "Retry-After: " + std::to_string(retry) + "\r\n";
+          answer(*st, std::move(res));
+          end(self, st);
+          return;
+        }
+        st->tokens_reserved = true;
+        hold_credits(self, st);
+      },
+      [self, st](caf::error& e) {
+        const auto [code, detail] = actors::from_error(e);
+        answer_error(*st, static_cast<std::uint16_t>(status_of(code)), "server_error",
+                     std::string{core::to_string(code)}, detail);
+        end(self, st);
+      });
+}
+
+} // namespace
+
+void start_call(std::shared_ptr<const context> ctx, const actors::services& svc,
+                call_request req, core::responder_ptr out) {
+  auto st = std::make_shared<call_state>();
+  st->ctx = std::move(ctx);
+  st->svc = svc;
+  st->req = std::move(req);
+  st->out = std::move(out);
+  if (st->req.kind == call_kind::send_message) {
+    st->req.body = chat_body_for_message(st->req.model, st->req.user_text);
+  }
+  st->candidates = st->ctx->candidates(st->req.model);
+  if (st->candidates.empty()) {
+    answer_error(*st, 404, "invalid_request_error", "model_not_found",
+                 "The model '" + st->req.model + "' does not exist");
+    return;
+  }
+  const auto& m = *st->candidates.front().model;
+  st->max_tokens = st->req.max_tokens > 0 ? st->req.max_tokens : m.default_max_tokens;
+  if (st->req.prompt_tokens >= m.context_length) {
+    answer_error(*st, 400, "invalid_request_error", "context_length_exceeded",
+                 "the prompt (about " + std::to_string(st->req.prompt_tokens)
+                   + " tokens) does not fit the model's context of "
+                   + std::to_string(m.context_length) + " tokens");
+    return;
+  }
+  st->max_tokens = std::min(st->max_tokens, m.context_length - st->req.prompt_tokens);
+  st->reserved = st->req.prompt_tokens + st->max_tokens;
+  st->ctx->system->spawn([st](caf::event_based_actor* self) -> caf::behavior {
+    std::weak_ptr<call_state> weak = st;
+    auto me = caf::actor_cast<caf::actor>(self);
+    st->out->on_cancel([me] { caf::anon_send(me, cancel_atom::value); });
+    reserve_tokens(self, st);
+    return {
+      [self, st](upstream_done_atom, upstream_result& r) { on_result(self, st, r); },
+      [self, st](retry_atom) { acquire(self, st); },
+      [st](cancel_atom) {
+        st->cancelled = true;
+        if (st->handle)
+          st->handle->cancel();
+        if (st->stream)
+          st->stream->cancel();
+      },
+    };
+  });
+}
+
+} // namespace tollgate::http::llm

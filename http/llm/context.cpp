@@ -1,0 +1,94 @@
+#include "http/llm/llm.hpp"
+
+#include "actors/provider.hpp"
+#include "http/client/client.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/send.hpp>
+#include <spdlog/spdlog.h>
+
+#include <cstdlib>
+#include <stdexcept>
+
+namespace tollgate::http::llm {
+
+std::vector<model_ref> context::candidates(std::string_view model) const {
+  std::vector<model_ref> out;
+  const auto add = [&](const provider_entry& p) {
+    for (const auto& r : out)
+      if (r.provider == &p)
+        return;
+    for (const auto& m : p.cfg.models)
+      if (m.id == model) {
+        out.push_back({&p, &m});
+        return;
+      }
+  };
+  const provider_entry* first = nullptr;
+  for (const auto& p : providers) {
+    for (const auto& m : p.cfg.models)
+      if (m.id == model)
+        first = &p;
+    if (first != nullptr)
+      break;
+  }
+  if (first == nullptr)
+    return out;
+  add(*first);
+  for (const auto& name : first->cfg.fallbacks)
+    for (const auto& p : providers)
+      if (p.cfg.name == name)
+        add(p);
+  for (const auto& p : providers)
+    add(p);
+  return out;
+}
+
+std::shared_ptr<context> make_context(const core::llm_config& cfg, caf::actor_system& sys,
+                                      const core::clock& clock) {
+  auto ctx = std::make_shared<context>();
+  ctx->agent_model = cfg.agent_model;
+  ctx->max_response_bytes = cfg.max_response_bytes;
+  ctx->system = &sys;
+  ctx->providers.reserve(cfg.providers.size());
+  for (const auto& p : cfg.providers) {
+    provider_entry e;
+    e.cfg = p;
+    e.demo = p.base_url == "builtin:demo";
+    if (!p.api_key_env.empty()) {
+      const char* v = std::getenv(p.api_key_env.c_str());
+      if (v == nullptr || *v == '\0') {
+        if (p.optional) {
+          spdlog::info("provider {}: {} is not set; the provider is off", p.name, p.api_key_env);
+          continue;
+        }
+        throw std::runtime_error("provider " + p.name + ": the environment variable "
+                                 + p.api_key_env + " is not set");
+      }
+      e.api_key = v;
+    }
+    e.actor = actors::spawn_provider(sys, p, clock);
+    spdlog::info("provider {}: {} with {} models", p.name, e.demo ? "built-in demo" : p.base_url,
+                 p.models.size());
+    ctx->providers.push_back(std::move(e));
+  }
+  // A fallback that is off (optional, key unset) is simply not tried.
+  bool needs_network = false;
+  for (const auto& p : ctx->providers)
+    needs_network = needs_network || !p.demo;
+  if (needs_network) {
+    client::client::options o;
+    o.threads = 1;
+    ctx->http = std::make_shared<client::client>(o);
+  }
+  return ctx;
+}
+
+void stop_context(context& ctx) {
+  for (auto& p : ctx.providers)
+    if (p.actor)
+      caf::anon_send_exit(p.actor, caf::exit_reason::user_shutdown);
+  ctx.http.reset();
+}
+
+} // namespace tollgate::http::llm

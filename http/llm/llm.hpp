@@ -1,0 +1,88 @@
+#pragma once
+
+// The LLM gateway: providers and their actors, the upstream client, and the
+// call that ties a request to its reservations, its upstream and its
+// charge. Included by the route handlers and the app; no Beast here.
+
+#include "actors/interfaces.hpp"
+#include "actors/router.hpp"
+#include "core/clock.hpp"
+#include "core/config.hpp"
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace caf {
+class actor_system;
+}
+
+namespace tollgate::http::client {
+class client;
+}
+
+namespace tollgate::http::llm {
+
+struct provider_entry {
+  core::provider_config cfg;
+  actors::provider_actor actor;
+  std::string api_key;  ///< from cfg.api_key_env; never logged, never sent to clients
+  bool demo = false;    ///< "builtin:demo": answered in-process
+};
+
+/// A model at a provider.
+struct model_ref {
+  const provider_entry* provider = nullptr;
+  const core::model_config* model = nullptr;
+};
+
+/// Everything the LLM routes share; immutable after make_context.
+struct context {
+  std::vector<provider_entry> providers;
+  std::shared_ptr<client::client> http;
+  std::string agent_model;
+  std::size_t max_response_bytes = 16 << 20;
+  caf::actor_system* system = nullptr;
+
+  /// Where a model can be served, in the order to try: the first provider
+  /// that lists it, then that provider's fallbacks that list it, then any
+  /// other provider that lists it. Empty: unknown model.
+  std::vector<model_ref> candidates(std::string_view model) const;
+};
+
+/// Spawns a provider actor per configured provider and the upstream client.
+/// An optional provider whose api_key_env is unset is left out with a log
+/// line; a required one throws std::runtime_error.
+std::shared_ptr<context> make_context(const core::llm_config& cfg, caf::actor_system& sys,
+                                      const core::clock& clock);
+
+/// Stops the provider actors (at shutdown).
+void stop_context(context& ctx);
+
+/// What kind of upstream call a route makes.
+enum class call_kind { chat, responses, images, send_message };
+
+/// One client request, parsed and checked by its route.
+struct call_request {
+  call_kind kind = call_kind::chat;
+  std::string model;
+  std::string body;  ///< the client's JSON (chat, responses, images)
+  bool stream = false;
+  std::int64_t prompt_tokens = 0;  ///< estimate
+  std::int64_t max_tokens = 0;     ///< 0: the model's default
+  std::string session_id;          ///< chat: save the exchange to this chat session
+  std::string user_text;           ///< the last user message (for the session)
+  core::principal who;
+  std::string request_id;
+  bool openai_errors = true;       ///< /v1/*: OpenAI's error envelope
+};
+
+/// Runs the call in an actor of its own: reserve tokens, hold credits, get
+/// a provider slot, call the upstream (retries, then fallbacks), answer
+/// (or stream), settle tokens, charge credits. Every path settles what it
+/// reserved. `out` is answered exactly once.
+void start_call(std::shared_ptr<const context> ctx, const actors::services& svc,
+                call_request req, core::responder_ptr out);
+
+} // namespace tollgate::http::llm
