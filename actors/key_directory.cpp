@@ -14,6 +14,7 @@
 #include <functional>
 #include <map>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace tollgate::actors {
 
@@ -388,6 +389,10 @@ struct directory_state {
   key_directory_config cfg;
   std::unordered_map<std::string, entry> live;
   std::unordered_map<std::string, std::vector<waiting>> pending;
+  /// Keys whose idle actor is writing its counters: a new actor for one of
+  /// them waits (in `pending`) until that write is committed, so it never
+  /// starts from counters older than its predecessor's last ones.
+  std::unordered_set<std::string> stopping;
   metrics::gauge* live_gauge = nullptr;
   metrics::counter* spawned = nullptr;
   metrics::counter* tokens_reserved = nullptr;
@@ -505,8 +510,8 @@ void with_key(directory_pointer self, const std::string& hash, directory_state::
   }
   auto& queue = st.pending[hash];
   queue.push_back(std::move(w));
-  if (queue.size() > 1)
-    return;  // a lookup for this key is already under way
+  if (queue.size() > 1 || st.stopping.count(hash) != 0)
+    return;  // a lookup for this key is already under way, or will be
   self->request(st.accounts, std::chrono::seconds{10}, lookup_atom::value, hash)
     .then([self, hash](key_lookup& found) { on_lookup(self, hash, found); },
           [self, hash](caf::error& e) {
@@ -590,11 +595,32 @@ key_directory_actor::behavior_type directory_impl(directory_pointer self) {
       auto it = st.live.find(hash);
       if (it == st.live.end())
         return;
-      // Forget first, then stop: every request already forwarded is in the
-      // key actor's mailbox ahead of the stop.
-      self->send(it->second.actor, stop_atom::value);
+      // Forget first, then flush and stop: every request already forwarded
+      // is in the key actor's mailbox ahead of the flush. A request for the
+      // key that comes meanwhile waits for the flush to commit.
+      auto old = it->second.actor;
       st.live.erase(it);
       st.live_gauge->set(static_cast<std::int64_t>(st.live.size()));
+      st.stopping.insert(hash);
+      const auto resume = [self, hash, old] {
+        self->send(old, stop_atom::value);
+        auto& s = self->state;
+        s.stopping.erase(hash);
+        auto p = s.pending.find(hash);
+        if (p == s.pending.end() || p->second.empty())
+          return;
+        auto waiters = std::move(p->second);
+        s.pending.erase(p);
+        for (auto& w : waiters)
+          with_key(self, hash, std::move(w));
+      };
+      self->request(old, std::chrono::seconds{10}, flush_atom::value)
+        .then([resume](write_ack&) { resume(); },
+              [resume](caf::error& e) {
+                spdlog::error("key directory: an idle key's counters were not saved: {}",
+                              to_string(e));
+                resume();
+              });
     },
     [=](flush_atom) -> caf::result<std::uint64_t> {
       // Every live key writes its counters; answer when all have.

@@ -68,6 +68,8 @@ storage_actor::behavior_type storage_impl(storage_pointer self) {
     },
     [=](commit_atom) { commit(self); },
     [=](read_atom, std::uint8_t family, const std::string& key) -> read_result {
+      // Read your writes: a read never overtakes a write queued before it.
+      commit(self);
       read_result r;
       if (family >= storage::column_count) {
         r.error = "unknown column family";
@@ -78,6 +80,7 @@ storage_actor::behavior_type storage_impl(storage_pointer self) {
     },
     [=](scan_atom, std::uint8_t family, const std::string& prefix,
         std::uint32_t limit) -> scan_result {
+      commit(self);
       scan_result r;
       if (family < storage::column_count)
         r.rows = self->state.db->scan(static_cast<storage::column>(family), prefix, limit);

@@ -93,6 +93,7 @@ void my_ledger(actors::router_pointer self, const actors::services& svc, core::a
           w.field("amount", credits(e.amount_micro));
           w.field("amount_micro", e.amount_micro);
           w.field("balance", credits(e.balance_micro));
+          w.field("balance_micro", e.balance_micro);
           w.field("timestamp", core::iso8601(e.timestamp));
           w.field("request_id", e.request_id);
           w.field("note", e.note);

@@ -245,15 +245,15 @@ void send_message(std::shared_ptr<const llm::context> ctx, const actors::service
   auto c = no_llm_guard(ctx, out, false);
   if (!c)
     return;
-  if (c->agent_model.empty()) {
-    respond_error(out, core::errc::unavailable, "llm.agent_model is not configured");
-    return;
-  }
   rapidjson::Document d;
   d.Parse(req.body.data(), req.body.size());
   if (d.HasParseError() || !d.IsObject() || !d.HasMember("message") || !d["message"].IsString()
       || d["message"].GetStringLength() == 0) {
     respond_error(out, core::errc::bad_request, "message is required and must be a string");
+    return;
+  }
+  if (c->agent_model.empty()) {
+    respond_error(out, core::errc::unavailable, "llm.agent_model is not configured");
     return;
   }
   llm::call_request r;

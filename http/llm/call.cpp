@@ -253,9 +253,8 @@ void answer_error(call_state& st, std::uint16_t status, std::string_view type,
 void answer_rate_limited(call_state& st, std::uint16_t status, const std::string& error,
                          std::int64_t retry_after) {
   if (st.req.openai_errors) {
-    answer_error(st, status, status == 503 ? "server_error" : "rate_limit_error",
-                 status == 503 ? "provider_unavailable" : "rate_limit_exceeded", error,
-                 retry_after);
+    answer_error(st, status, status == 503 ? "server_error" : "rate_limit_error", st.fail_code,
+                 error, retry_after);
     return;
   }
   api::json_writer w;

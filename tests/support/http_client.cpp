@@ -99,6 +99,23 @@ std::optional<http_response> connection::read_response() {
       value.erase(0, 1);
     r.headers[lower(line.substr(0, colon))] = value;
   }
+  if (r.header("transfer-encoding") == "chunked") {
+    // The whole chunked body, de-chunked (ends with the 0-size chunk).
+    for (;;) {
+      std::size_t eol = 0;
+      while ((eol = buf_.find("\r\n")) == std::string::npos)
+        if (!fill())
+          return std::nullopt;
+      const auto size = std::stoul(buf_.substr(0, eol), nullptr, 16);
+      while (buf_.size() < eol + 2 + size + 2)
+        if (!fill())
+          return std::nullopt;
+      r.body.append(buf_, eol + 2, size);
+      buf_.erase(0, eol + 2 + size + 2);
+      if (size == 0)
+        return r;
+    }
+  }
   const auto len_text = r.header("content-length");
   const std::size_t len = len_text.empty() ? 0 : std::stoul(len_text);
   while (buf_.size() < len)
@@ -107,6 +124,14 @@ std::optional<http_response> connection::read_response() {
   r.body = buf_.substr(0, len);
   buf_.erase(0, len);
   return r;
+}
+
+bool connection::read_until(const std::string& needle, std::string& seen) {
+  while (buf_.find(needle) == std::string::npos)
+    if (!fill())
+      return false;
+  seen = buf_;
+  return true;
 }
 
 bool connection::closed_by_peer(std::string* seen) {

@@ -35,6 +35,9 @@ public:
   void send(const std::string& bytes);
   /// Reads one response; nullopt when the peer closed first.
   std::optional<http_response> read_response();
+  /// Reads raw bytes until they contain `needle` (false: closed or timed
+  /// out first); `seen` gets everything read so far on this connection.
+  bool read_until(const std::string& needle, std::string& seen);
   /// True when the server closes the connection (EOF or reset) within the
   /// socket timeout; bytes that arrive first are discarded into `seen`.
   bool closed_by_peer(std::string* seen = nullptr);

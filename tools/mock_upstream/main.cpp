@@ -7,7 +7,9 @@
 //
 // Per request, headers override the defaults: X-Mock-Status (force a
 // status), X-Mock-Latency-Ms, X-Mock-Chunks, X-Mock-No-Usage (omit usage),
-// X-Mock-Retry-After (sent with a forced 429/503).
+// X-Mock-Retry-After (sent with a forced 429/503), X-Mock-Garbage (a 200
+// whose body is not JSON), X-Mock-Break-After (a stream that stops after N
+// chunks and closes the connection without its end), X-Mock-Chunk-Interval-Ms.
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
@@ -97,6 +99,12 @@ void chat(tcp::socket& sock, http::request<http::string_body>& req, const settin
                                      && d["stream_options"]["include_usage"].GetBool()));
   const auto id = "chatcmpl-mock-" + std::to_string(next_id++);
   const int chunks = header_int(req, "X-Mock-Chunks", s.chunks);
+  const int break_after = header_int(req, "X-Mock-Break-After", -1);
+  const int interval = header_int(req, "X-Mock-Chunk-Interval-Ms", s.chunk_interval_ms);
+  if (req.find("X-Mock-Garbage") != req.end()) {
+    write_response(sock, req, 200, "<html>this is not JSON</html>");
+    return;
+  }
   const auto created = std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
                                         std::chrono::system_clock::now().time_since_epoch())
                                         .count());
@@ -126,8 +134,12 @@ void chat(tcp::socket& sock, http::request<http::string_body>& req, const settin
     net::write(sock, net::buffer(framed), ec);
   };
   for (int i = 0; i < chunks && !ec; ++i) {
-    if (s.chunk_interval_ms > 0 && i > 0)
-      std::this_thread::sleep_for(std::chrono::milliseconds{s.chunk_interval_ms});
+    if (i == break_after) {
+      sock.close(ec);
+      return;
+    }
+    if (interval > 0 && i > 0)
+      std::this_thread::sleep_for(std::chrono::milliseconds{interval});
     send_chunk(R"(data: {"id":")" + id + R"(","object":"chat.completion.chunk","created":)"
                + created + R"(,"model":)" + json_string(model)
                + R"(,"choices":[{"index":0,"delta":{"content":"word)" + std::to_string(i)
@@ -163,6 +175,11 @@ void serve(tcp::socket sock, settings s) {
                      retry == req.end() ? std::string{} : std::string{retry->value()});
     } else if (req.method() == http::verb::post && target == "/v1/chat/completions") {
       chat(sock, req, s);
+    } else if (req.method() == http::verb::post && target == "/v1/responses") {
+      write_response(sock, req, 200,
+                     R"({"id":"resp-mock","object":"response","status":"completed","output_text":"mock answer","output":[],"usage":{"input_tokens":)"
+                       + std::to_string(s.prompt_tokens) + R"(,"output_tokens":)"
+                       + std::to_string(s.completion_tokens) + "}}");
     } else if (req.method() == http::verb::get && target == "/v1/models") {
       write_response(sock, req, 200,
                      R"({"object":"list","data":[{"id":"mock-model","object":"model","created":0,"owned_by":"mock"}]})");

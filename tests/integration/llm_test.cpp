@@ -1,0 +1,517 @@
+// The LLM routes end to end: tollgate in-process, the mock upstream as a
+// process on 127.0.0.1. Prices are chosen so every charge is a round
+// number of micro-credits: 1,000 per prompt token, 3,000 per completion
+// token; the mock reports 7 prompt and 9 completion tokens (34,000).
+
+#include "support/fixture.hpp"
+#include "support/http_client.hpp"
+#include "support/process.hpp"
+#include "support/temp_dir.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <csignal>
+#include <cstdlib>
+#include <regex>
+#include <thread>
+
+using namespace tollgate;
+using namespace std::chrono_literals;
+using test::create_user;
+using test::instance;
+using test::json;
+using test::str;
+
+namespace {
+
+constexpr std::int64_t cost = 7 * 1000 + 9 * 3000;  // micro-credits per mock call
+
+struct mock {
+  std::unique_ptr<test::child_process> p;
+  std::uint16_t port = 0;
+
+  explicit mock(std::vector<std::string> extra = {}) {
+    std::vector<std::string> argv{TOLLGATE_MOCK_UPSTREAM, "--listen",   "127.0.0.1:0",
+                                  "--prompt-tokens",      "7",          "--completion-tokens",
+                                  "9",                    "--chunks",   "3"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    p = std::make_unique<test::child_process>(argv);
+    REQUIRE(p->wait_for_output("listening on", 10s));
+    static const std::regex re{R"(listening on http://127\.0\.0\.1:(\d+))"};
+    std::smatch m;
+    const auto out = p->output();
+    REQUIRE(std::regex_search(out, m, re));
+    port = static_cast<std::uint16_t>(std::stoi(m[1]));
+  }
+  ~mock() { p->signal(SIGKILL); }
+
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port) + "/v1"; }
+};
+
+core::provider_config provider(const std::string& name, const std::string& url,
+                               std::vector<std::pair<std::string, std::string>> headers = {}) {
+  core::provider_config p;
+  p.name = name;
+  p.base_url = url;
+  p.headers = std::move(headers);
+  p.retry_backoff = 10ms;
+  core::model_config m;
+  m.id = "m1";
+  m.upstream = "upstream-m1";
+  m.prompt_price_micro_per_mtok = 1'000'000'000;      // 1,000 micro-credits per token
+  m.completion_price_micro_per_mtok = 3'000'000'000;  // 3,000
+  m.default_max_tokens = 100;
+  p.models.push_back(m);
+  return p;
+}
+
+std::string chat_body(bool stream = false, int max_tokens = 50) {
+  return R"({"model":"m1","max_tokens":)" + std::to_string(max_tokens)
+         + R"(,"messages":[{"role":"user","content":"hello there"}])"
+         + (stream ? R"(,"stream":true)" : "") + "}";
+}
+
+std::int64_t tokens_used(const instance& g, const std::string& key) {
+  return json(g.call("GET", "/api/usage", key))["usage"]["daily_tokens_used"].GetInt64();
+}
+
+rapidjson::Document ledger(const instance& g, const std::string& key) {
+  return json(g.call("GET", "/user/ledger", key));
+}
+
+std::int64_t balance_micro(const instance& g, const std::string& key) {
+  return static_cast<std::int64_t>(
+    json(g.call("GET", "/user/balance", key))["credits"].GetDouble() * 1e6 + 0.5);
+}
+
+/// Polls `done` until it holds or 5 s pass (for effects that land after
+/// the response: a settlement after a client left).
+template <class F>
+bool eventually(F done) {
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline)
+      return false;
+    std::this_thread::sleep_for(5ms);
+  }
+  return true;
+}
+
+} // namespace
+
+TEST_CASE("chat completion as JSON: relayed, tokens and credits exact, ledger durable",
+          "[integration][llm]") {
+  mock up;
+  test::temp_dir dir;
+  const auto tweak = [&](core::config& c) { c.llm.providers = {provider("mock", up.url())}; };
+  std::string key;
+  {
+    instance g{dir.str("data"), core::system_clock::instance(), tweak};
+    auto a = create_user(g, "alice");
+    key = a.key;
+    auto r = g.call("POST", "/v1/chat/completions", a.key, chat_body());
+    REQUIRE(r.status == 200);
+    auto d = json(r);
+    CHECK(str(d["object"]) == "chat.completion");
+    CHECK(str(d["model"]) == "upstream-m1");  // the provider's name went upstream
+    CHECK(d["usage"]["total_tokens"].GetInt() == 16);
+    CHECK(!r.header("x-ratelimit-limit").empty());
+    CHECK(tokens_used(g, a.key) == 16);
+    CHECK(balance_micro(g, a.key) == 10'000'000 - cost);
+    auto l = ledger(g, a.key);
+    REQUIRE(l["data"].Size() == 1);
+    CHECK(str(l["data"][0]["kind"]) == "charge");
+    CHECK(str(l["data"][0]["provider"]) == "mock");
+    CHECK(str(l["data"][0]["model"]) == "m1");
+    CHECK(l["data"][0]["prompt_tokens"].GetInt() == 7);
+    CHECK(l["data"][0]["completion_tokens"].GetInt() == 9);
+    CHECK(l["data"][0]["amount_micro"].GetInt64() == cost);
+    CHECK(l["data"][0]["balance_micro"].GetInt64() == 10'000'000 - cost);
+    CHECK(str(l["data"][0]["request_id"]) == r.header("x-request-id"));
+
+    // /v1/responses reads input/output tokens the same way.
+    r = g.call("POST", "/v1/responses", a.key, R"({"model":"m1","input":"hi"})");
+    REQUIRE(r.status == 200);
+    CHECK(tokens_used(g, a.key) == 32);
+    CHECK(balance_micro(g, a.key) == 10'000'000 - 2 * cost);
+  }
+  instance g{dir.str("data"), core::system_clock::instance(), tweak};
+  CHECK(tokens_used(g, key) == 32);
+  CHECK(balance_micro(g, key) == 10'000'000 - 2 * cost);
+  CHECK(ledger(g, key)["data"].Size() == 2);
+}
+
+TEST_CASE("chat completion as SSE: relayed as it comes, usage from the stream",
+          "[integration][llm]") {
+  mock up;
+  test::temp_dir dir;
+  instance g{dir.str("data"), core::system_clock::instance(),
+             [&](core::config& c) { c.llm.providers = {provider("mock", up.url())}; }};
+  auto a = create_user(g, "alice");
+  test::connection c{g.port()};
+  const auto body = chat_body(true);
+  c.send(test::make_request("POST", "/v1/chat/completions",
+                            "Authorization: Bearer " + a.key + "\r\n", body));
+  auto r = c.read_response();
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  CHECK(r->header("content-type") == "text/event-stream");
+  CHECK(r->header("transfer-encoding") == "chunked");
+  CHECK(!r->header("x-ratelimit-remaining").empty());
+  int content = 0;
+  for (auto pos = r->body.find(R"("delta":{"content")"); pos != std::string::npos;
+       pos = r->body.find(R"("delta":{"content")", pos + 1))
+    ++content;
+  CHECK(content == 3);
+  CHECK(r->body.find(R"("usage":{"prompt_tokens":7)") != std::string::npos);
+  CHECK(r->body.find("data: [DONE]") != std::string::npos);
+  // Settled and charged before the stream ended; the connection lives on.
+  c.send(test::make_request("GET", "/api/usage", "Authorization: Bearer " + a.key + "\r\n"));
+  auto u = c.read_response();
+  REQUIRE(u);
+  CHECK(json(*u)["usage"]["daily_tokens_used"].GetInt64() == 16);
+  CHECK(balance_micro(g, a.key) == 10'000'000 - cost);
+}
+
+TEST_CASE("not enough credits: 402 before any upstream call, nothing kept",
+          "[integration][llm]") {
+  mock up;
+  test::temp_dir dir;
+  instance g{dir.str("data"), core::system_clock::instance(), [&](core::config& c) {
+               c.accounts.initial_credits_micro = 100'000;  // 0.1 credits
+               c.llm.providers = {provider("mock", up.url())};
+             }};
+  auto a = create_user(g, "alice");
+  // Worst case: prompt estimate + 1000 tokens x 3,000 = more than 0.1 credits.
+  auto r = g.call("POST", "/v1/chat/completions", a.key, chat_body(false, 1000));
+  REQUIRE(r.status == 402);
+  auto d = json(r);
+  CHECK(str(d["error"]["code"]) == "insufficient_credits");
+  CHECK(str(d["error"]["type"]) == "insufficient_quota");
+  CHECK(tokens_used(g, a.key) == 0);  // the token reservation was released
+  CHECK(balance_micro(g, a.key) == 100'000);
+  CHECK(ledger(g, a.key)["data"].Size() == 0);
+  auto status = json(g.call("GET", "/api/agent/status", g.admin()));
+  // A call that fits goes through.
+  r = g.call("POST", "/v1/chat/completions", a.key, chat_body(false, 20));
+  CHECK(r.status == 200);
+  CHECK(balance_micro(g, a.key) == 100'000 - cost);
+}
+
+TEST_CASE("a spent token budget refuses before the upstream, in OpenAI's envelope",
+          "[integration][llm]") {
+  mock up;
+  test::temp_dir dir;
+  instance g{dir.str("data"), core::system_clock::instance(), [&](core::config& c) {
+               c.limits.tokens_per_day = 100;
+               c.llm.providers = {provider("mock", up.url())};
+               c.llm.agent_model = "m1";
+             }};
+  auto a = create_user(g, "alice");
+  auto r = g.call("POST", "/v1/chat/completions", a.key, chat_body(false, 200));
+  REQUIRE(r.status == 429);
+  CHECK(str(json(r)["error"]["code"]) == "token_limit_exceeded");
+  CHECK(std::stoi(r.header("retry-after")) >= 1);
+  // The token-tracking page's own body on its own route.
+  r = g.call("POST", "/api/send-message", a.key,
+             R"({"message":")" + std::string(400, 'x') + R"("})");
+  REQUIRE(r.status == 429);
+  auto d = json(r);
+  CHECK(str(d["status"]) == "token_limit_exceeded");
+  CHECK(str(d["type"]) == "token_limit_error");
+  CHECK(d["remaining_tokens"].GetInt64() == 100);
+  CHECK(tokens_used(g, a.key) == 0);
+  // A message that fits: the page's success shape with the usage after it.
+  r = g.call("POST", "/api/send-message", a.key, R"({"message":"hi"})");
+  REQUIRE(r.status == 200);
+  d = json(r);
+  CHECK(str(d["status"]) == "success");
+  CHECK(d["metadata"]["token_usage"]["daily_used"].GetInt64() == 16);
+  CHECK(d["metadata"]["token_usage"]["daily_remaining"].GetInt64() == 84);
+  CHECK(str(d["metadata"]["api_key_hash"]).size() == 16);
+}
+
+TEST_CASE("provider queue full and queue timeout answer 429 with Retry-After",
+          "[integration][llm]") {
+  mock up;
+  test::temp_dir dir;
+  instance g{dir.str("data"), core::system_clock::instance(), [&](core::config& c) {
+               auto slow = provider("slow", up.url(), {{"X-Mock-Latency-Ms", "600"}});
+               slow.max_concurrency = 1;
+               slow.queue_size = 1;
+               slow.queue_timeout = 150ms;
+               slow.retries = 0;
+               c.llm.providers = {slow};
+               c.llm.agent_model = "m1";
+             }};
+  auto a = create_user(g, "alice");
+  std::atomic<int> first_status{0};
+  std::thread first{[&] {
+    first_status = g.call("POST", "/v1/chat/completions", a.key, chat_body()).status;
+  }};
+  // Wait until the first call holds the only slot.
+  REQUIRE(eventually([&] {
+    return json(g.call("GET", "/api/agent/status", a.key))["rate_limits"]["in_flight"].GetInt()
+           == 1;
+  }));
+  // The second waits in the one queue place and times out after 150 ms;
+  // while it waits, a third finds the queue full.
+  std::atomic<int> second_status{0};
+  std::string second_body;
+  std::thread second{[&] {
+    auto r = g.call("POST", "/api/send-message", a.key, R"({"message":"hi"})");
+    second_body = r.body;
+    second_status = r.status;
+  }};
+  REQUIRE(eventually([&] {
+    return json(g.call("GET", "/api/agent/status", a.key))["rate_limits"]["queued"].GetInt()
+           == 1;
+  }));
+  auto third = g.call("POST", "/v1/chat/completions", a.key, chat_body());
+  CHECK(third.status == 429);
+  CHECK(std::stoi(third.header("retry-after")) >= 1);
+  CHECK(str(json(third)["error"]["code"]) == "queue_full");
+  second.join();
+  first.join();
+  CHECK(first_status == 200);
+  CHECK(second_status == 429);
+  rapidjson::Document d;
+  d.Parse(second_body.c_str());
+  REQUIRE(d.IsObject());
+  CHECK(str(d["status"]) == "rate_limited");
+  CHECK(str(d["type"]) == "rate_limit_error");
+  CHECK(str(d["message"]) == "API rate limit reached. Please try again shortly.");
+  CHECK(std::stoi(str(d["retry_after"])) >= 1);
+  // Only the first call used anything.
+  CHECK(tokens_used(g, a.key) == 16);
+  CHECK(balance_micro(g, a.key) == 10'000'000 - cost);
+}
+
+TEST_CASE("retries on 5xx, then the fallback serves; the charge names the fallback",
+          "[integration][llm]") {
+  mock up;
+  test::temp_dir dir;
+  instance g{dir.str("data"), core::system_clock::instance(), [&](core::config& c) {
+               auto bad = provider("bad", up.url(), {{"X-Mock-Status", "503"}});
+               bad.retries = 2;
+               bad.fallbacks = {"good"};
+               c.llm.providers = {bad, provider("good", up.url())};
+             }};
+  auto a = create_user(g, "alice");
+  auto r = g.call("POST", "/v1/chat/completions", a.key, chat_body());
+  REQUIRE(r.status == 200);
+  auto l = ledger(g, a.key);
+  REQUIRE(l["data"].Size() == 1);
+  CHECK(str(l["data"][0]["provider"]) == "good");
+  auto providers = json(g.call("GET", "/models/providers", ""));
+  CHECK(providers["count"].GetInt() == 2);
+  CHECK(balance_micro(g, a.key) == 10'000'000 - cost);
+
+  // Without a working fallback the client gets a 502 in OpenAI's envelope
+  // and nothing is charged.
+  test::temp_dir dir2;
+  instance g2{dir2.str("data"), core::system_clock::instance(), [&](core::config& c) {
+                auto bad = provider("bad", up.url(), {{"X-Mock-Status", "500"}});
+                bad.retries = 1;
+                c.llm.providers = {bad};
+              }};
+  auto b = create_user(g2, "bob");
+  r = g2.call("POST", "/v1/chat/completions", b.key, chat_body());
+  CHECK(r.status == 502);
+  CHECK(str(json(r)["error"]["code"]) == "bad_gateway");
+  CHECK(tokens_used(g2, b.key) == 0);
+  CHECK(balance_micro(g2, b.key) == 10'000'000);
+  // An upstream 429 after the retries: 429 with the upstream's Retry-After.
+  test::temp_dir dir3;
+  instance g3{dir3.str("data"), core::system_clock::instance(), [&](core::config& c) {
+                auto busy = provider("busy", up.url(),
+                                     {{"X-Mock-Status", "429"}, {"X-Mock-Retry-After", "0"}});
+                busy.retries = 0;
+                c.llm.providers = {busy};
+              }};
+  auto e = create_user(g3, "eve");
+  r = g3.call("POST", "/v1/chat/completions", e.key, chat_body());
+  CHECK(r.status == 429);
+  CHECK(str(json(r)["error"]["type"]) == "rate_limit_error");
+}
+
+TEST_CASE("an upstream that answers garbage gets the client a 502; the prompt is settled",
+          "[integration][llm]") {
+  mock up;
+  test::temp_dir dir;
+  instance g{dir.str("data"), core::system_clock::instance(), [&](core::config& c) {
+               auto p = provider("junk", up.url(), {{"X-Mock-Garbage", "1"}});
+               p.retries = 0;
+               c.llm.providers = {p};
+             }};
+  auto a = create_user(g, "alice");
+  auto r = g.call("POST", "/v1/chat/completions", a.key, chat_body());
+  REQUIRE(r.status == 502);
+  CHECK(str(json(r)["error"]["message"]).find("not JSON") != std::string::npos);
+  // The prompt estimate is settled and charged; the completion reserve is back.
+  const auto used = tokens_used(g, a.key);
+  CHECK(used > 0);
+  CHECK(used < 50);
+  auto l = ledger(g, a.key);
+  REQUIRE(l["data"].Size() == 1);
+  CHECK(l["data"][0]["completion_tokens"].GetInt() == 0);
+  CHECK(l["data"][0]["amount_micro"].GetInt64() == used * 1000);
+}
+
+TEST_CASE("a stream that breaks mid-way ends with an error event and settles what came",
+          "[integration][llm]") {
+  mock up;
+  test::temp_dir dir;
+  instance g{dir.str("data"), core::system_clock::instance(), [&](core::config& c) {
+               auto p = provider("broken", up.url(),
+                                 {{"X-Mock-Break-After", "2"}, {"X-Mock-Chunks", "10"}});
+               p.retries = 0;
+               c.llm.providers = {p};
+             }};
+  auto a = create_user(g, "alice");
+  auto r = g.call("POST", "/v1/chat/completions", a.key, chat_body(true));
+  REQUIRE(r.status == 200);
+  CHECK(r.body.find("upstream stream broke") != std::string::npos);
+  CHECK(r.body.find("data: [DONE]") == std::string::npos);
+  const auto used = tokens_used(g, a.key);
+  CHECK(used > 0);
+  CHECK(used < 50);  // far below the reservation of prompt + 50
+  CHECK(ledger(g, a.key)["data"].Size() == 1);
+}
+
+TEST_CASE("a client that leaves mid-stream cancels the upstream; usage settles, rest released",
+          "[integration][llm]") {
+  mock up;
+  test::temp_dir dir;
+  instance g{dir.str("data"), core::system_clock::instance(), [&](core::config& c) {
+               c.llm.providers = {provider(
+                 "slow", up.url(), {{"X-Mock-Chunks", "50"}, {"X-Mock-Chunk-Interval-Ms", "50"}})};
+             }};
+  auto a = create_user(g, "alice");
+  {
+    test::connection c{g.port()};
+    c.send(test::make_request("POST", "/v1/chat/completions",
+                              "Authorization: Bearer " + a.key + "\r\n", chat_body(true, 500)));
+    std::string seen;
+    REQUIRE(c.read_until("word1 ", seen));
+  }  // the client closes after two chunks of fifty
+  REQUIRE(eventually([&] { return ledger(g, a.key)["data"].Size() == 1; }));
+  auto l = ledger(g, a.key);
+  const auto completion = l["data"][0]["completion_tokens"].GetInt64();
+  CHECK(completion >= 1);
+  CHECK(completion < 50);  // fifty chunks were never sent
+  const auto used = tokens_used(g, a.key);
+  CHECK(used < 100);  // the reservation was prompt + 500
+  CHECK(balance_micro(g, a.key) == 10'000'000 - l["data"][0]["amount_micro"].GetInt64());
+  // The slot came back: the next call is served at once.
+  auto status = json(g.call("GET", "/models/providers", ""));
+  CHECK(status["count"].GetInt() == 1);
+}
+
+TEST_CASE("200 concurrent calls never overrun a token budget or a balance",
+          "[integration][llm]") {
+  mock up;
+  test::temp_dir dir;
+  // Each call reserves its prompt estimate + 40 tokens and holds up to
+  // about 0.13 credits; it really uses 16 tokens and 0.034 credits.
+  instance g{dir.str("data"), core::system_clock::instance(), [&](core::config& c) {
+               c.limits.per_minute = 100'000;
+               c.limits.requests_per_day = 100'000;
+               c.limits.tokens_per_day = 1'000;
+               c.limits.plans_per_hour.clear();
+               c.accounts.initial_credits_micro = 2'000'000;  // 2 credits
+               auto p = provider("mock", up.url(), {{"X-Mock-Latency-Ms", "20"}});
+               p.max_concurrency = 64;
+               p.queue_size = 1000;
+               c.llm.providers = {p};
+               c.server.max_connections = 1000;
+             }};
+  auto a = create_user(g, "alice");
+  std::atomic<int> ok{0};
+  std::atomic<int> refused{0};
+  std::atomic<int> other{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 200; ++i)
+    threads.emplace_back([&] {
+      auto r = g.call("POST", "/v1/chat/completions", a.key, chat_body(false, 40));
+      if (r.status == 200)
+        ++ok;
+      else if (r.status == 429 || r.status == 402)
+        ++refused;
+      else
+        ++other;
+    });
+  for (auto& t : threads)
+    t.join();
+  CHECK(other == 0);
+  CHECK(ok + refused == 200);
+  CHECK(ok > 0);
+  CHECK(refused > 0);
+  const auto used = tokens_used(g, a.key);
+  const auto balance = balance_micro(g, a.key);
+  INFO("ok " << ok << ", tokens used " << used << ", balance " << balance);
+  CHECK(used <= 1'000);
+  CHECK(balance >= 0);
+  // Exact: every success charged 16 tokens and `cost`, nothing else.
+  CHECK(used == 16 * ok);
+  CHECK(balance == 2'000'000 - cost * ok);
+  CHECK(static_cast<int>(ledger(g, a.key)["data"].Size()) == ok);
+}
+
+TEST_CASE("LLM routes refuse bad input with 400/404 and list models in both shapes",
+          "[integration][llm]") {
+  mock up;
+  test::temp_dir dir;
+  ::setenv("TOLLGATE_TEST_UPSTREAM_KEY", "sk-secret-upstream-key-123", 1);
+  instance g{dir.str("data"), core::system_clock::instance(), [&](core::config& c) {
+               auto p = provider("mock", up.url());
+               p.api_key_env = "TOLLGATE_TEST_UPSTREAM_KEY";
+               c.llm.providers = {p};
+             }};
+  auto a = create_user(g, "alice");
+  for (const char* body :
+       {"not json", "[]", R"({"messages":[{"role":"user","content":"x"}]})",
+        R"({"model":"m1"})", R"({"model":"m1","messages":[]})",
+        R"({"model":"m1","messages":[{"content":"x"}]})",
+        R"({"model":"m1","messages":[{"role":"user","content":5}]})",
+        R"({"model":"m1","stream":"yes","messages":[{"role":"user","content":"x"}]})",
+        R"({"model":"m1","max_tokens":0,"messages":[{"role":"user","content":"x"}]})",
+        R"({"model":"m1","max_tokens":"9","messages":[{"role":"user","content":"x"}]})"}) {
+    auto r = g.call("POST", "/v1/chat/completions", a.key, body);
+    INFO(body << " -> " << r.body);
+    CHECK(r.status == 400);
+    CHECK(str(json(r)["error"]["type"]) == "invalid_request_error");
+  }
+  auto r = g.call("POST", "/v1/chat/completions", a.key,
+                  R"({"model":"nope","messages":[{"role":"user","content":"x"}]})");
+  CHECK(r.status == 404);
+  CHECK(str(json(r)["error"]["code"]) == "model_not_found");
+  CHECK(g.call("POST", "/v1/chat/completions", "", chat_body()).status == 401);
+  CHECK(g.call("POST", "/images/generate", a.key, R"({"model":"m1"})").status == 400);
+  CHECK(g.call("POST", "/api/send-message", a.key, R"({"message":""})").status == 400);
+
+  auto models = json(g.call("GET", "/v1/models", a.key));
+  CHECK(str(models["object"]) == "list");
+  CHECK(str(models["data"][0]["id"]) == "m1");
+  auto listing = json(g.call("GET", "/models?provider=mock&limit=1", ""));
+  CHECK(listing["count"].GetInt() == 1);
+  CHECK(str(listing["data"][0]["provider"]) == "mock");
+  CHECK(listing["data"][0]["pricing"]["prompt_per_mtok"].GetDouble() == 1000.0);
+  CHECK(json(g.call("GET", "/models?provider=other", ""))["count"].GetInt() == 0);
+  CHECK(g.call("GET", "/models?limit=0", "").status == 400);
+
+  // Images through the upstream, in the gateway reference's shape.
+  r = g.call("POST", "/images/generate", a.key, R"({"model":"m1","prompt":"a sunset"})");
+  REQUIRE(r.status == 200);
+  CHECK(json(r)["success"].GetBool());
+  CHECK(json(r)["data"].Size() == 1);
+
+  // The upstream key went upstream only: never in an answer.
+  r = g.call("POST", "/v1/chat/completions", a.key, chat_body());
+  CHECK(r.status == 200);
+  for (const auto& [name, value] : r.headers)
+    CHECK(value.find("sk-secret") == std::string::npos);
+  CHECK(r.body.find("sk-secret") == std::string::npos);
+  CHECK(g.call("GET", "/models/providers", "").body.find("sk-secret") == std::string::npos);
+}
