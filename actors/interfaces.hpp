@@ -63,6 +63,11 @@ using ledger_atom = caf::atom_constant<caf::atom("ledger")>;
 using acquire_atom = caf::atom_constant<caf::atom("acquire")>;
 using release_atom = caf::atom_constant<caf::atom("release")>;
 using status_atom = caf::atom_constant<caf::atom("status")>;
+using create_atom = caf::atom_constant<caf::atom("create")>;
+using list_atom = caf::atom_constant<caf::atom("list")>;
+using get_atom = caf::atom_constant<caf::atom("get")>;
+using delete_atom = caf::atom_constant<caf::atom("delete")>;
+using append_atom = caf::atom_constant<caf::atom("append")>;
 
 /// Errors that actors answer with: a core::errc plus a message for the
 /// client, in the "tollgate" category.
@@ -526,6 +531,56 @@ using provider_actor = caf::typed_actor<
   caf::reacts_to<release_atom, bool, std::int64_t, std::int64_t>,
   caf::reacts_to<tick_atom>,
   caf::replies_to<status_atom>::with<provider_status>>;
+
+struct chat_message {
+  std::uint64_t id = 0;
+  std::string role;
+  std::string content;
+  std::int64_t created_at = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, chat_message& x) {
+  return f(x.id, x.role, x.content, x.created_at);
+}
+
+/// A chat session (gateway reference), owned by one user.
+struct chat_session {
+  std::uint64_t id = 0;
+  std::uint64_t user_id = 0;
+  std::string name;
+  std::string description;
+  std::int64_t created_at = 0;
+  std::int64_t updated_at = 0;
+  std::uint64_t message_count = 0;  ///< set in listings, which carry no messages
+  std::vector<chat_message> messages;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, chat_session& x) {
+  return f(x.id, x.user_id, x.name, x.description, x.created_at, x.updated_at, x.message_count,
+           x.messages);
+}
+
+struct chat_session_list {
+  std::vector<chat_session> sessions;  ///< without their messages
+  std::uint64_t total = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, chat_session_list& x) {
+  return f(x.sessions, x.total);
+}
+
+/// Chat sessions (see chat_sessions.hpp). Every message names the user
+/// asking; a session of another user is "not found".
+using chat_sessions_actor = caf::typed_actor<
+  caf::replies_to<create_atom, std::uint64_t, std::string, std::string>::with<chat_session>,
+  caf::replies_to<list_atom, std::uint64_t, page>::with<chat_session_list>,
+  caf::replies_to<get_atom, std::uint64_t, std::uint64_t>::with<chat_session>,
+  caf::replies_to<delete_atom, std::uint64_t, std::uint64_t>::with<chat_session>,
+  caf::replies_to<append_atom, std::uint64_t, std::uint64_t,
+                  std::vector<chat_message>>::with<chat_session>>;
 
 /// Balances and the ledger (see wallet.hpp).
 using wallet_actor = caf::typed_actor<

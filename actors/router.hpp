@@ -29,6 +29,7 @@ struct services {
   accounts_actor accounts;
   key_directory_actor directory;
   wallet_actor wallet;
+  chat_sessions_actor chat;
   bool allow_anonymous = false;
   /// The limits configuration (header dialects per route group).
   std::shared_ptr<const core::limits_config> limits;

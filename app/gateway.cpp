@@ -1,6 +1,7 @@
 #include "app/gateway.hpp"
 
 #include "actors/accounts.hpp"
+#include "actors/chat_sessions.hpp"
 #include "actors/key_directory.hpp"
 #include "actors/router.hpp"
 #include "actors/storage_actor.hpp"
@@ -40,6 +41,7 @@ struct gateway::impl {
   actors::key_directory_actor directory;
   actors::accounts_actor accounts;
   actors::wallet_actor wallet;
+  actors::chat_sessions_actor chat;
   std::shared_ptr<http::llm::context> llm;
   std::vector<actors::router_actor> routers;
   http::route_set routes;
@@ -78,6 +80,7 @@ void gateway::start() {
     storage::store::open({s.cfg.storage.data_dir, s.cfg.storage.sync_writes}));
   auto snapshot = actors::load_accounts(*db);
   auto wallet_snapshot = actors::load_wallet(*db);
+  auto chat_snapshot = actors::load_chat_sessions(*db);
   spdlog::info("loaded {} users, {} keys, {} audit entries", snapshot.users.size(),
                snapshot.keys.size(), snapshot.audit.size());
 
@@ -110,6 +113,7 @@ void gateway::start() {
   caf::anon_send(s.directory, actors::lookup_atom::value, s.accounts);
   s.wallet = actors::spawn_wallet(*s.system, std::move(wallet_snapshot), s.storage, s.accounts,
                                   s.clock);
+  s.chat = actors::spawn_chat_sessions(*s.system, std::move(chat_snapshot), s.storage, s.clock);
   bootstrap_admin();
 
   s.llm = http::llm::make_context(s.cfg.llm, *s.system, s.clock);
@@ -119,6 +123,7 @@ void gateway::start() {
   svc.accounts = s.accounts;
   svc.directory = s.directory;
   svc.wallet = s.wallet;
+  svc.chat = s.chat;
   svc.allow_anonymous = s.cfg.auth.allow_anonymous;
   svc.limits = limits;
   svc.limit_decisions = &s.registry.counters(
@@ -220,10 +225,13 @@ bool gateway::shutdown() {
       caf::anon_send_exit(s.accounts, caf::exit_reason::user_shutdown);
     if (s.wallet)
       caf::anon_send_exit(s.wallet, caf::exit_reason::user_shutdown);
+    if (s.chat)
+      caf::anon_send_exit(s.chat, caf::exit_reason::user_shutdown);
     if (s.directory)
       caf::anon_send_exit(s.directory, caf::exit_reason::user_shutdown);
     s.accounts = nullptr;
     s.wallet = nullptr;
+    s.chat = nullptr;
     s.directory = nullptr;
     if (s.storage)
       caf::anon_send_exit(s.storage, caf::exit_reason::user_shutdown);

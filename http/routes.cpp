@@ -2,6 +2,7 @@
 
 #include "http/api/admin.hpp"
 #include "http/api/auth.hpp"
+#include "http/api/chat_sessions.hpp"
 #include "http/api/credits.hpp"
 #include "http/api/keys.hpp"
 #include "http/api/llm_routes.hpp"
@@ -53,6 +54,11 @@ route_set build_routes(std::shared_ptr<const llm::context> llm) {
   add("POST", "/images/generate", api::images_route(chat, llm), true);
   add("POST", "/api/send-message", api::send_message_route(agent, llm), true);
   add("GET", "/api/agent/status", api::agent_status_route(agent, llm), true);
+  add("POST", "/chat/sessions", authenticated(chat, api::create_chat_session), true);
+  add("GET", "/chat/sessions", authenticated(chat, api::list_chat_sessions), true);
+  add("GET", "/chat/sessions/{session_id}", authenticated(chat, api::get_chat_session), true);
+  add("DELETE", "/chat/sessions/{session_id}", authenticated(chat, api::delete_chat_session),
+      true);
   add("GET", "/user/balance", authenticated(account, api::balance), true);
   add("GET", "/user/ledger", authenticated(account, api::my_ledger), true);
   add("POST", "/admin/add_credits", authenticated(admin, api::add_credits), true);

@@ -210,6 +210,7 @@ struct call_state {
   std::shared_ptr<relay> stream;
   bool cancelled = false;
   bool answered = false;
+  std::uint64_t chat_session = 0;  ///< save the exchange here (?session_id=)
   // The last failure, for the answer when nothing else is left to try.
   std::uint16_t fail_status = 0;
   std::string fail_message;
@@ -317,6 +318,30 @@ std::string chat_body_for_message(const std::string& model, const std::string& m
   w->EndArray();
   w->EndObject();
   return w.take();
+}
+
+/// Appends the user's message and the answer to the chat session, then
+/// runs `then` (also when saving fails: the call itself succeeded).
+void save_exchange(caf::event_based_actor* self, state_ptr st, std::string answer_text,
+                   std::function<void()> then) {
+  if (st->chat_session == 0) {
+    then();
+    return;
+  }
+  std::vector<actors::chat_message> msgs(2);
+  msgs[0].role = "user";
+  msgs[0].content = st->req.user_text;
+  msgs[1].role = "assistant";
+  msgs[1].content = std::move(answer_text);
+  self
+    ->request(st->svc.chat, std::chrono::seconds{15}, actors::append_atom::value,
+              st->req.who.user_id, st->chat_session, std::move(msgs))
+    .then([then](actors::chat_session&) { then(); },
+          [then, st](caf::error& e) {
+            spdlog::error("request {}: chat session not saved: {}", st->req.request_id,
+                          to_string(e));
+            then();
+          });
 }
 
 void try_next(caf::event_based_actor* self, state_ptr st);
@@ -476,10 +501,13 @@ void on_result(caf::event_based_actor* self, state_ptr st, upstream_result& r) {
                        + "\n\n");
     }
     auto s = st->stream;
-    settle(self, st, prompt, completion, [self, st, s](actors::key_usage) {
-      s->finish();
-      end(self, st);
-    });
+    settle(self, st, prompt, completion,
+           [self, st, s, text = std::move(r.text)](actors::key_usage) mutable {
+             save_exchange(self, st, std::move(text), [self, st, s] {
+               s->finish();
+               end(self, st);
+             });
+           });
     return;
   }
   if (st->cancelled || r.error == "cancelled") {
@@ -509,9 +537,21 @@ void on_result(caf::event_based_actor* self, state_ptr st, upstream_result& r) {
     const auto prompt = r.prompt_tokens >= 0 ? r.prompt_tokens : st->req.prompt_tokens;
     const auto completion = r.completion_tokens >= 0 ? r.completion_tokens : 0;
     release_slot(st, true, prompt + completion);
-    auto text = st->req.kind == call_kind::send_message ? answer_text(d) : std::string{};
+    auto text = st->req.kind == call_kind::send_message || st->chat_session != 0
+                  ? answer_text(d)
+                  : std::string{};
     settle(self, st, prompt, completion,
            [self, st, body = std::move(r.body), text](actors::key_usage usage) mutable {
+             if (st->chat_session != 0) {
+               save_exchange(self, st, text, [self, st, body = std::move(body)]() mutable {
+                 core::api_response res;
+                 res.status = 200;
+                 res.body = std::move(body);
+                 answer(*st, std::move(res));
+                 end(self, st);
+               });
+               return;
+             }
              core::api_response res;
              res.status = 200;
              if (st->req.kind == call_kind::send_message)
@@ -852,7 +892,29 @@ void start_call(std::shared_ptr<const context> ctx, const actors::services& svc,
     std::weak_ptr<call_state> weak = st;
     auto me = caf::actor_cast<caf::actor>(self);
     st->out->on_cancel([me] { caf::anon_send(me, cancel_atom::value); });
-    reserve_tokens(self, st);
+    if (st->req.session_id.empty()) {
+      reserve_tokens(self, st);
+    } else {
+      std::uint64_t id = 0;
+      try {
+        id = std::stoull(st->req.session_id);
+      } catch (...) {
+        id = 0;
+      }
+      self
+        ->request(st->svc.chat, st->svc.ask_timeout, actors::get_atom::value,
+                  st->req.who.user_id, id)
+        .then(
+          [self, st, id](actors::chat_session&) {
+            st->chat_session = id;
+            reserve_tokens(self, st);
+          },
+          [self, st](caf::error&) {
+            answer_error(*st, 404, "invalid_request_error", "session_not_found",
+                         "chat session '" + st->req.session_id + "' not found");
+            end(self, st);
+          });
+    }
     return {
       [self, st](upstream_done_atom, upstream_result& r) { on_result(self, st, r); },
       [self, st](retry_atom) { acquire(self, st); },

@@ -22,6 +22,7 @@ using test::create_user;
 using test::instance;
 using test::json;
 using test::str;
+using test::user;
 
 namespace {
 
@@ -514,4 +515,72 @@ TEST_CASE("LLM routes refuse bad input with 400/404 and list models in both shap
     CHECK(value.find("sk-secret") == std::string::npos);
   CHECK(r.body.find("sk-secret") == std::string::npos);
   CHECK(g.call("GET", "/models/providers", "").body.find("sk-secret") == std::string::npos);
+}
+
+TEST_CASE("chat sessions: owned by their user, filled by ?session_id= on JSON and SSE",
+          "[integration][llm][chat]") {
+  mock up;
+  test::temp_dir dir;
+  const auto tweak = [&](core::config& c) { c.llm.providers = {provider("mock", up.url())}; };
+  user alice;
+  std::uint64_t id = 0;
+  {
+    instance g{dir.str("data"), core::system_clock::instance(), tweak};
+    alice = create_user(g, "alice");
+    auto bob = create_user(g, "bob");
+    auto r = g.call("POST", "/chat/sessions", alice.key,
+                    R"({"name":"My Chat Session","description":"Discussion about AI"})");
+    REQUIRE(r.status == 201);
+    auto d = json(r);
+    CHECK(d["success"].GetBool());
+    CHECK(str(d["name"]) == "My Chat Session");
+    id = d["session_id"].GetUint64();
+    const auto path = "/chat/sessions/" + std::to_string(id);
+
+    // Bob cannot see, fill or delete it.
+    CHECK(g.call("GET", path, bob.key).status == 404);
+    CHECK(g.call("DELETE", path, bob.key).status == 404);
+    CHECK(json(g.call("GET", "/chat/sessions", bob.key))["count"].GetInt() == 0);
+    r = g.call("POST", "/v1/chat/completions?session_id=" + std::to_string(id), bob.key,
+               chat_body());
+    CHECK(r.status == 404);
+    CHECK(str(json(r)["error"]["code"]) == "session_not_found");
+    CHECK(tokens_used(g, bob.key) == 0);
+
+    // Alice's JSON call and her stream both land in it.
+    r = g.call("POST", "/v1/chat/completions?session_id=" + std::to_string(id), alice.key,
+               chat_body());
+    REQUIRE(r.status == 200);
+    r = g.call("POST", "/v1/chat/completions?session_id=" + std::to_string(id), alice.key,
+               chat_body(true));
+    REQUIRE(r.status == 200);
+    d = json(g.call("GET", path, alice.key));
+    const auto& msgs = d["session"]["messages"];
+    REQUIRE(msgs.Size() == 4);
+    CHECK(str(msgs[0]["role"]) == "user");
+    CHECK(str(msgs[0]["content"]) == "hello there");
+    CHECK(str(msgs[1]["role"]) == "assistant");
+    CHECK(str(msgs[1]["content"]) == "word0 word1 word2 ");
+    CHECK(str(msgs[3]["content"]) == "word0 word1 word2 ");  // the stream, assembled
+    CHECK(msgs[3]["id"].GetUint64() == 4);
+
+    auto list = json(g.call("GET", "/chat/sessions", alice.key));
+    CHECK(list["count"].GetInt() == 1);
+    CHECK(list["data"][0]["message_count"].GetInt() == 4);
+
+    for (const char* body : {"not json", R"({"name":""})", R"({"name":5})",
+                             R"({"description":7})"})
+      CHECK(g.call("POST", "/chat/sessions", alice.key, body).status == 400);
+    CHECK(g.call("GET", "/chat/sessions/abc", alice.key).status == 400);
+    CHECK(g.call("GET", "/chat/sessions/999", alice.key).status == 404);
+    CHECK(g.call("GET", "/chat/sessions?limit=0", alice.key).status == 400);
+  }
+  // Durable, then deleted.
+  instance g{dir.str("data"), core::system_clock::instance(), tweak};
+  const auto path = "/chat/sessions/" + std::to_string(id);
+  CHECK(json(g.call("GET", path, alice.key))["session"]["messages"].Size() == 4);
+  auto r = g.call("DELETE", path, alice.key);
+  CHECK(r.status == 200);
+  CHECK(str(json(r)["message"]) == "Chat session deleted successfully");
+  CHECK(g.call("GET", path, alice.key).status == 404);
 }
