@@ -258,6 +258,83 @@ core::provider_config get_provider(const place& p) {
   return c;
 }
 
+core::proxy_route_config get_proxy_route(const place& p, core::config& cfg) {
+  core::proxy_route_config r;
+  for (const auto& [k, node] : get_table(p)) {
+    const std::string name{k.str()};
+    const place f{p.source, p.key + "." + name, node};
+    if (name == "prefix") {
+      r.prefix = get_string(f);
+      while (r.prefix.size() > 1 && r.prefix.back() == '/')
+        r.prefix.pop_back();
+      if (r.prefix.front() != '/' || r.prefix == "/" || r.prefix.find('{') != std::string::npos)
+        f.fail("must be a path like \"/api/v1\" (not \"/\", no {parameters})");
+    } else if (name == "upstream") {
+      r.upstream = get_string(f);
+      while (!r.upstream.empty() && r.upstream.back() == '/')
+        r.upstream.pop_back();
+      if (r.upstream.rfind("http://", 0) != 0 && r.upstream.rfind("https://", 0) != 0)
+        f.fail("must start with http:// or https://");
+    } else if (name == "strip_prefix") {
+      r.strip_prefix = get_bool(f);
+    } else if (name == "credential_header") {
+      r.credential_header = get_string(f);
+    } else if (name == "credential_env") {
+      r.credential_env = get_string(f);
+    } else if (name == "group") {
+      r.group = get_string(f);
+      if (!core::valid_scope_group(r.group) || r.group == "*")
+        f.fail("unknown route group (known: " + core::scope_group_list() + ")");
+    } else if (name == "timeout_s") {
+      r.timeout = std::chrono::seconds{get_int(f, 1, 3600)};
+    } else if (name == "paths") {
+      r.paths = get_strings(f);
+      for (const auto& path : r.paths)
+        if (path.rfind(r.prefix.empty() ? "/" : r.prefix, 0) != 0)
+          f.fail("\"" + path + "\" is not under the prefix (set prefix first)");
+    } else if (name == "limits") {
+      // Per-method limits of this backend: [[limits.routes]] entries whose
+      // path defaults to the whole prefix.
+      const auto* arr = f.node.as_array();
+      if (arr == nullptr)
+        f.fail("expected an array of tables ([[routes.limits]])");
+      for (std::size_t i = 0; i < arr->size(); ++i) {
+        const place item{f.source, f.key + "[" + std::to_string(i) + "]", *arr->get(i)};
+        const auto* t = item.node.as_table();
+        if (t != nullptr && !t->contains("path") && !r.prefix.empty()) {
+          toml::table copy = *t;
+          copy.insert("path", r.prefix + "/{*rest}");
+          cfg.limits.routes.push_back(get_route_limit(place{item.source, item.key, copy}));
+        } else {
+          cfg.limits.routes.push_back(get_route_limit(item));
+        }
+      }
+    } else {
+      f.fail("unknown key");
+    }
+  }
+  if (r.prefix.empty() || r.upstream.empty())
+    p.fail("needs prefix and upstream");
+  if (r.credential_header.empty() != r.credential_env.empty())
+    p.fail("credential_header and credential_env go together");
+  return r;
+}
+
+void get_proxy_routes(const place& p, core::config& cfg) {
+  const auto* arr = p.node.as_array();
+  if (arr == nullptr)
+    p.fail("expected an array of tables ([[routes]])");
+  cfg.routes.clear();
+  for (std::size_t i = 0; i < arr->size(); ++i) {
+    const place item{p.source, p.key + "[" + std::to_string(i) + "]", *arr->get(i)};
+    auto r = get_proxy_route(item, cfg);
+    for (const auto& other : cfg.routes)
+      if (other.prefix == r.prefix)
+        item.fail("duplicate prefix \"" + r.prefix + "\"");
+    cfg.routes.push_back(std::move(r));
+  }
+}
+
 void get_providers(const place& p, core::config& cfg) {
   const auto* arr = p.node.as_array();
   if (arr == nullptr)
@@ -511,6 +588,10 @@ core::config parse_config(std::string_view toml_text, const std::string& source_
     const place sp{source_name, section, section_node};
     if (section == "providers") {
       get_providers(sp, cfg);
+      continue;
+    }
+    if (section == "routes") {
+      get_proxy_routes(sp, cfg);
       continue;
     }
     const auto it = sections.find(section);

@@ -7,6 +7,7 @@
 #include "actors/storage_actor.hpp"
 #include "actors/wallet.hpp"
 #include "app/config_loader.hpp"
+#include "http/client/client.hpp"
 #include "http/llm/llm.hpp"
 #include "http/routes.hpp"
 #include "http/server/dispatcher.hpp"
@@ -42,6 +43,7 @@ struct gateway::impl {
   actors::accounts_actor accounts;
   actors::wallet_actor wallet;
   actors::chat_sessions_actor chat;
+  std::shared_ptr<http::client::client> upstream;
   std::shared_ptr<http::llm::context> llm;
   std::vector<actors::router_actor> routers;
   http::route_set routes;
@@ -116,8 +118,21 @@ void gateway::start() {
   s.chat = actors::spawn_chat_sessions(*s.system, std::move(chat_snapshot), s.storage, s.clock);
   bootstrap_admin();
 
-  s.llm = http::llm::make_context(s.cfg.llm, *s.system, s.clock);
-  s.routes = http::build_routes(s.llm);
+  bool needs_client = !s.cfg.routes.empty();
+  for (const auto& p : s.cfg.llm.providers)
+    needs_client = needs_client || p.base_url != "builtin:demo";
+  if (needs_client)
+    s.upstream = std::make_shared<http::client::client>(http::client::client::options{});
+  s.llm = http::llm::make_context(s.cfg.llm, *s.system, s.clock, s.upstream);
+  // Every [[limits.routes]] template under a proxy prefix is a route of that
+  // proxy, so its limit has a route to apply to.
+  auto proxies = s.cfg.routes;
+  for (auto& p : proxies)
+    for (const auto& l : s.cfg.limits.routes)
+      if (l.path.rfind(p.prefix + "/", 0) == 0 || l.path == p.prefix)
+        if (std::find(p.paths.begin(), p.paths.end(), l.path) == p.paths.end())
+          p.paths.push_back(l.path);
+  s.routes = http::build_routes(s.llm, proxies, s.upstream);
   actors::services svc;
   svc.storage = s.storage;
   svc.accounts = s.accounts;

@@ -148,6 +148,22 @@ struct llm_config {
   std::size_t max_response_bytes = 16 << 20;
 };
 
+/// A generic proxy route: every request under `prefix` goes to `upstream`
+/// behind the same keys and limits.
+struct proxy_route_config {
+  std::string prefix;    ///< e.g. "/api/v1" (no trailing '/')
+  std::string upstream;  ///< e.g. "http://127.0.0.1:9000"; the path is appended
+  bool strip_prefix = false;  ///< true: /api/v1/scans goes upstream as /scans
+  /// Header carrying the backend's own credential (never the client's key).
+  std::string credential_header;
+  std::string credential_env;  ///< env variable holding it
+  std::string group = "proxy"; ///< scope group the keys need
+  std::chrono::milliseconds timeout{30'000};
+  /// Route templates under the prefix that get their own limits and metric
+  /// labels (the [[limits.routes]] under the prefix are added by themselves).
+  std::vector<std::string> paths;
+};
+
 struct config {
   server_config server;
   storage_config storage;
@@ -157,6 +173,7 @@ struct config {
   accounts_config accounts;
   limits_config limits;
   llm_config llm;
+  std::vector<proxy_route_config> routes;
 };
 
 } // namespace tollgate::core

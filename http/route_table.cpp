@@ -27,12 +27,13 @@ std::vector<std::string_view> split(std::string_view path) {
 
 bool route_table::score(const compiled& c, const std::vector<std::string_view>& segs,
                         std::uint64_t& out) noexcept {
-  if (c.segments.size() != segs.size())
+  const std::size_t fixed = c.wildcard ? c.segments.size() - 1 : c.segments.size();
+  if (c.wildcard ? segs.size() < fixed : segs.size() != fixed)
     return false;
   // One bit per position, set where the template has a literal: the highest
-  // score is the most specific template.
+  // score is the most specific template. A wildcard's positions score nothing.
   out = 0;
-  for (std::size_t i = 0; i < segs.size(); ++i) {
+  for (std::size_t i = 0; i < fixed; ++i) {
     if (c.is_param[i]) {
       if (segs[i].empty())
         return false;
@@ -45,11 +46,22 @@ bool route_table::score(const compiled& c, const std::vector<std::string_view>& 
   return true;
 }
 
-std::uint32_t route_table::add(std::string method, std::string pattern, bool metered) {
+std::uint32_t route_table::add(std::string method, std::string pattern, bool metered,
+                               bool proxy) {
   if (pattern.empty() || pattern[0] != '/')
     throw std::invalid_argument("route pattern must start with '/': " + pattern);
   compiled c;
   for (auto seg : split(pattern)) {
+    if (c.wildcard)
+      throw std::invalid_argument("a {*wildcard} must be the last segment: " + pattern);
+    if (seg.size() > 3 && seg.substr(0, 2) == "{*" && seg.back() == '}') {
+      c.wildcard = true;
+      seg = seg.substr(1, seg.size() - 2);
+      seg.remove_prefix(1);
+      c.segments.emplace_back(seg);
+      c.is_param.push_back(true);
+      continue;
+    }
     const bool param = seg.size() > 2 && seg.front() == '{' && seg.back() == '}';
     if (seg.empty() || (!param && seg.find_first_of("{}") != std::string_view::npos))
       throw std::invalid_argument("malformed route pattern: " + pattern);
@@ -61,7 +73,7 @@ std::uint32_t route_table::add(std::string method, std::string pattern, bool met
       throw std::invalid_argument("duplicate route: " + method + " " + pattern);
   const auto id = static_cast<std::uint32_t>(routes_.size());
   c.route_index = id;
-  routes_.push_back(route{std::move(method), std::move(pattern), id, metered});
+  routes_.push_back(route{std::move(method), std::move(pattern), id, metered, proxy});
   compiled_.push_back(std::move(c));
   return id;
 }
@@ -81,7 +93,9 @@ route_table::match_result route_table::match(std::string_view method,
     if (!any || sc > best_any_score)
       best_any_score = sc;
     any = true;
-    if (routes_[c.route_index].method == method && (best == nullptr || sc > best_score)) {
+    if (routes_[c.route_index].method == method
+        && (best == nullptr || sc > best_score
+            || (sc == best_score && best->wildcard && !c.wildcard))) {
       best = &c;
       best_score = sc;
     }
@@ -89,9 +103,19 @@ route_table::match_result route_table::match(std::string_view method,
   if (best != nullptr && best_score == best_any_score) {
     result.kind = outcome::found;
     result.matched = &routes_[best->route_index];
-    for (std::size_t i = 0; i < segs.size(); ++i)
+    const std::size_t fixed = best->wildcard ? best->segments.size() - 1 : best->segments.size();
+    for (std::size_t i = 0; i < fixed; ++i)
       if (best->is_param[i])
         result.params.emplace_back(best->segments[i], std::string{segs[i]});
+    if (best->wildcard) {
+      std::string rest;
+      for (std::size_t i = fixed; i < segs.size(); ++i) {
+        if (i > fixed)
+          rest += '/';
+        rest.append(segs[i]);
+      }
+      result.params.emplace_back(best->segments.back(), std::move(rest));
+    }
     return result;
   }
   if (!any)

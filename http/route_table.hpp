@@ -18,6 +18,7 @@ public:
     std::string pattern;
     std::uint32_t id = 0;
     bool metered = false;  ///< counts against a key's limits (later issues)
+    bool proxy = false;    ///< forwarded to a backend: the session passes every header
   };
 
   enum class outcome { found, not_found, method_not_allowed };
@@ -31,7 +32,10 @@ public:
 
   /// Adds a route; returns its id (dense, in insertion order). Throws
   /// std::invalid_argument on a malformed pattern or a duplicate.
-  std::uint32_t add(std::string method, std::string pattern, bool metered = false);
+  /// A last segment `{*name}` matches the rest of the path (zero or more
+  /// segments, captured joined by '/'); any other template beats it on a tie.
+  std::uint32_t add(std::string method, std::string pattern, bool metered = false,
+                    bool proxy = false);
 
   /// Finds the route for method and path. A literal segment beats a
   /// parameter at the same position, so `/models/providers` wins over
@@ -44,6 +48,7 @@ private:
   struct compiled {
     std::vector<std::string> segments;  ///< "{x}" segments are parameters
     std::vector<bool> is_param;
+    bool wildcard = false;  ///< the last segment is `{*name}`
     std::uint32_t route_index = 0;
   };
   static bool score(const compiled& c, const std::vector<std::string_view>& segs,

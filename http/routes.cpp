@@ -9,18 +9,24 @@
 #include "http/api/public_routes.hpp"
 #include "http/api/usage.hpp"
 #include "http/errors.hpp"
+#include "http/proxy.hpp"
+
+#include <algorithm>
+#include <stdexcept>
 
 namespace tollgate::http {
 
-route_set build_routes(std::shared_ptr<const llm::context> llm) {
+route_set build_routes(std::shared_ptr<const llm::context> llm,
+                       const std::vector<core::proxy_route_config>& proxies,
+                       std::shared_ptr<client::client> http) {
   auto table = std::make_shared<route_table>();
   auto handlers = std::make_shared<actors::handler_table>();
   handlers->error = [](core::errc e, std::string_view detail) {
     return error_response(e, detail);
   };
-  const auto add = [&](const char* method, const char* pattern, actors::route_handler h,
-                       bool metered) {
-    const auto id = table->add(method, pattern, metered);
+  const auto add = [&](const std::string& method, const std::string& pattern,
+                       actors::route_handler h, bool metered, bool proxy = false) {
+    const auto id = table->add(method, pattern, metered, proxy);
     handlers->routes.resize(id + 1U);
     handlers->routes[id] = std::move(h);
   };
@@ -92,6 +98,26 @@ route_set build_routes(std::shared_ptr<const llm::context> llm) {
   add("POST", "/admin/rate-limits", authenticated(admin, api::admin_set_rate_limits), true);
   add("GET", "/api/v1/admin/api-keys/{id}/rate-limit",
       authenticated(admin, api::admin_key_rate_limit), true);
+
+  // Generic proxy routes, after tollgate's own: a template of the gateway's
+  // own (same method and pattern) stays the gateway's.
+  if (!proxies.empty() && http == nullptr)
+    throw std::invalid_argument("proxy routes need an upstream client");
+  for (const auto& p : proxies) {
+    auto h = proxy_handler(p, http);
+    std::vector<std::string> templates{p.prefix + "/{*rest}"};
+    for (const auto& t : p.paths)
+      if (std::find(templates.begin(), templates.end(), t) == templates.end())
+        templates.push_back(t);
+    for (const auto& t : templates)
+      for (const char* method : {"GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}) {
+        bool own = false;
+        for (const auto& r : table->routes())
+          own = own || (r.method == method && r.pattern == t);
+        if (!own)
+          add(method, t, h, true, true);
+      }
+  }
 
   return {std::move(table), std::move(handlers)};
 }

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "actors/router.hpp"
+#include "core/config.hpp"
 #include "http/route_table.hpp"
 
 #include <memory>
@@ -17,9 +18,14 @@ struct route_set {
 namespace llm {
 struct context;
 }
+namespace client {
+class client;
+}
 
 /// Every route of the gateway; the LLM routes over `llm` (null: they
 /// answer 503 "no LLM provider is configured").
-route_set build_routes(std::shared_ptr<const llm::context> llm = nullptr);
+route_set build_routes(std::shared_ptr<const llm::context> llm = nullptr,
+                       const std::vector<core::proxy_route_config>& proxies = {},
+                       std::shared_ptr<client::client> http = nullptr);
 
 } // namespace tollgate::http

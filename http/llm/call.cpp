@@ -8,6 +8,7 @@
 #include "http/client/client.hpp"
 #include "http/errors.hpp"
 #include "http/llm/demo.hpp"
+#include "http/stream_relay.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
@@ -51,60 +52,6 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tollgate::http::llm::upstream_result)
 namespace tollgate::http::llm {
 
 namespace {
-
-/// The streamed body between the upstream (client I/O thread) and the
-/// session. Bytes that arrive before the session attached are kept.
-class relay final : public core::body_stream {
-public:
-  void push(std::string bytes) {
-    std::lock_guard<std::mutex> g{m_};
-    if (cancelled_ || finished_)
-      return;
-    if (sink_)
-      sink_->write(std::move(bytes));
-    else
-      early_.push_back(std::move(bytes));
-  }
-  void finish() {
-    std::lock_guard<std::mutex> g{m_};
-    if (finished_)
-      return;
-    finished_ = true;
-    if (sink_)
-      sink_->finish();
-  }
-  void attach(std::shared_ptr<core::stream_sink> sink) override {
-    std::lock_guard<std::mutex> g{m_};
-    sink_ = std::move(sink);
-    for (auto& b : early_)
-      sink_->write(std::move(b));
-    early_.clear();
-    if (finished_)
-      sink_->finish();
-  }
-  void cancel() noexcept override {
-    std::function<void()> f;
-    {
-      std::lock_guard<std::mutex> g{m_};
-      cancelled_ = true;
-      f = std::move(on_cancel_);
-    }
-    if (f)
-      f();
-  }
-  void on_cancel(std::function<void()> f) {
-    std::lock_guard<std::mutex> g{m_};
-    on_cancel_ = std::move(f);
-  }
-
-private:
-  std::mutex m_;
-  std::shared_ptr<core::stream_sink> sink_;
-  std::vector<std::string> early_;
-  std::function<void()> on_cancel_;
-  bool finished_ = false;
-  bool cancelled_ = false;
-};
 
 /// Usage and text from a chat completion or a response body.
 void read_usage(const rapidjson::Value& d, upstream_result& r) {
@@ -207,7 +154,7 @@ struct call_state {
   actors::credit_hold hold;
   bool slot = false;              ///< holding a provider slot
   std::shared_ptr<client::call_handle> handle;
-  std::shared_ptr<relay> stream;
+  std::shared_ptr<http::relay> stream;
   bool cancelled = false;
   bool answered = false;
   std::uint64_t chat_session = 0;  ///< save the exchange here (?session_id=)
@@ -616,7 +563,7 @@ void call_upstream(caf::event_based_actor* self, state_ptr st) {
     r.status = a.status;
     if (st->req.stream && a.status == 200) {
       stream_reader reader;
-      st->stream = std::make_shared<relay>();
+      st->stream = std::make_shared<http::relay>();
       core::api_response res;
       res.status = 200;
       res.content_type = "text/event-stream";
@@ -655,14 +602,14 @@ void call_upstream(caf::event_based_actor* self, state_ptr st) {
     std::mutex m;
     upstream_result r;
     stream_reader reader;
-    std::shared_ptr<relay> stream;
+    std::shared_ptr<http::relay> stream;
   };
   auto sh = std::make_shared<shared>();
   const bool want_stream = st->req.stream;
   // The relay exists before the head so that a cancel from the session
   // reaches the upstream call at any point.
   if (want_stream)
-    sh->stream = std::make_shared<relay>();
+    sh->stream = std::make_shared<http::relay>();
   client::upstream_handlers h;
   auto out = st->out;
   auto rid = st->req.request_id;

@@ -45,7 +45,8 @@ std::vector<model_ref> context::candidates(std::string_view model) const {
 }
 
 std::shared_ptr<context> make_context(const core::llm_config& cfg, caf::actor_system& sys,
-                                      const core::clock& clock) {
+                                      const core::clock& clock,
+                                      std::shared_ptr<client::client> http) {
   auto ctx = std::make_shared<context>();
   ctx->agent_model = cfg.agent_model;
   ctx->max_response_bytes = cfg.max_response_bytes;
@@ -73,14 +74,7 @@ std::shared_ptr<context> make_context(const core::llm_config& cfg, caf::actor_sy
     ctx->providers.push_back(std::move(e));
   }
   // A fallback that is off (optional, key unset) is simply not tried.
-  bool needs_network = false;
-  for (const auto& p : ctx->providers)
-    needs_network = needs_network || !p.demo;
-  if (needs_network) {
-    client::client::options o;
-    o.threads = 1;
-    ctx->http = std::make_shared<client::client>(o);
-  }
+  ctx->http = std::move(http);
   return ctx;
 }
 
@@ -88,7 +82,7 @@ void stop_context(context& ctx) {
   for (auto& p : ctx.providers)
     if (p.actor)
       caf::anon_send_exit(p.actor, caf::exit_reason::user_shutdown);
-  ctx.http.reset();
+  ctx.http.reset();  // the gateway holds the client too and destroys it last
 }
 
 } // namespace tollgate::http::llm

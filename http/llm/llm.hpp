@@ -51,11 +51,12 @@ struct context {
   std::vector<model_ref> candidates(std::string_view model) const;
 };
 
-/// Spawns a provider actor per configured provider and the upstream client.
+/// Spawns a provider actor per configured provider; calls go through `http`.
 /// An optional provider whose api_key_env is unset is left out with a log
 /// line; a required one throws std::runtime_error.
 std::shared_ptr<context> make_context(const core::llm_config& cfg, caf::actor_system& sys,
-                                      const core::clock& clock);
+                                      const core::clock& clock,
+                                      std::shared_ptr<client::client> http);
 
 /// Stops the provider actors (at shutdown).
 void stop_context(context& ctx);

@@ -299,8 +299,13 @@ void session::handle_request() {
   out.route_id = route_;
   out.route = m.matched->pattern;
   out.params = std::move(m.params);
+  const bool proxy = m.matched->proxy;
   for (const auto& field : req) {
     const auto name = lower({field.name_string().data(), field.name_string().size()});
+    if (proxy) {  // a backend gets every header (the proxy drops the hop-by-hop ones)
+      out.headers.emplace_back(name, std::string{field.value()});
+      continue;
+    }
     for (const auto wanted : forwarded_headers) {
       if (name == wanted) {
         out.headers.emplace_back(name, std::string{field.value()});

@@ -5,15 +5,14 @@
 
 #include "support/fixture.hpp"
 #include "support/http_client.hpp"
+#include "support/mock.hpp"
 #include "support/process.hpp"
 #include "support/temp_dir.hpp"
 
 #include <catch2/catch.hpp>
 
 #include <atomic>
-#include <csignal>
 #include <cstdlib>
-#include <regex>
 #include <thread>
 
 using namespace tollgate;
@@ -28,27 +27,7 @@ namespace {
 
 constexpr std::int64_t cost = 7 * 1000 + 9 * 3000;  // micro-credits per mock call
 
-struct mock {
-  std::unique_ptr<test::child_process> p;
-  std::uint16_t port = 0;
-
-  explicit mock(std::vector<std::string> extra = {}) {
-    std::vector<std::string> argv{TOLLGATE_MOCK_UPSTREAM, "--listen",   "127.0.0.1:0",
-                                  "--prompt-tokens",      "7",          "--completion-tokens",
-                                  "9",                    "--chunks",   "3"};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    p = std::make_unique<test::child_process>(argv);
-    REQUIRE(p->wait_for_output("listening on", 10s));
-    static const std::regex re{R"(listening on http://127\.0\.0\.1:(\d+))"};
-    std::smatch m;
-    const auto out = p->output();
-    REQUIRE(std::regex_search(out, m, re));
-    port = static_cast<std::uint16_t>(std::stoi(m[1]));
-  }
-  ~mock() { p->signal(SIGKILL); }
-
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port) + "/v1"; }
-};
+using mock = test::mock_upstream;
 
 core::provider_config provider(const std::string& name, const std::string& url,
                                std::vector<std::pair<std::string, std::string>> headers = {}) {

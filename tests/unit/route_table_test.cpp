@@ -80,3 +80,30 @@ TEST_CASE("errc maps to one status each and error bodies have the reference shap
   CHECK(body
         == R"({"detail":"no \"such\" thing","status_code":404,"timestamp":"1970-01-01T00:00:00Z"})");
 }
+
+TEST_CASE("a {*wildcard} takes the rest of the path and loses every tie", "[http][routes]") {
+  http::route_table t;
+  const auto any = t.add("GET", "/api/v1/{*rest}");
+  const auto scans = t.add("GET", "/api/v1/scans/{id}");
+  const auto progress = t.add("GET", "/api/v1/scans/{id}/progress");
+  t.add("POST", "/api/v1/{*rest}");
+
+  auto m = t.match("GET", "/api/v1/scans/7");
+  REQUIRE(m.kind == http::route_table::outcome::found);
+  CHECK(m.matched->id == scans);
+  m = t.match("GET", "/api/v1/scans/7/progress");
+  CHECK(m.matched->id == progress);
+  m = t.match("GET", "/api/v1/scans/7/progress/x");
+  REQUIRE(m.kind == http::route_table::outcome::found);
+  CHECK(m.matched->id == any);
+  REQUIRE(m.params.size() == 1);
+  CHECK(m.params[0].first == "rest");
+  CHECK(m.params[0].second == "scans/7/progress/x");
+  m = t.match("GET", "/api/v1");
+  REQUIRE(m.kind == http::route_table::outcome::found);
+  CHECK(m.matched->id == any);
+  CHECK(m.params[0].second.empty());
+  CHECK(t.match("GET", "/api/v2/x").kind == http::route_table::outcome::not_found);
+  CHECK(t.match("DELETE", "/api/v1/x").kind == http::route_table::outcome::method_not_allowed);
+  CHECK_THROWS_AS(t.add("GET", "/a/{*rest}/b"), std::invalid_argument);
+}

@@ -10,6 +10,7 @@
 // X-Mock-Retry-After (sent with a forced 429/503), X-Mock-Garbage (a 200
 // whose body is not JSON), X-Mock-Break-After (a stream that stops after N
 // chunks and closes the connection without its end), X-Mock-Chunk-Interval-Ms.
+// Any method on /echo... answers what it received (for the proxy's tests).
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
@@ -25,6 +26,7 @@
 #include <chrono>
 #include <iostream>
 #include <string>
+#include <cctype>
 #include <thread>
 
 namespace beast = boost::beast;
@@ -175,6 +177,20 @@ void serve(tcp::socket sock, settings s) {
                      retry == req.end() ? std::string{} : std::string{retry->value()});
     } else if (req.method() == http::verb::post && target == "/v1/chat/completions") {
       chat(sock, req, s);
+    } else if (target.rfind("/echo", 0) == 0) {
+      // What a proxied request looked like when it got here.
+      std::string body = R"({"method":)" + json_string(std::string{req.method_string()})
+                         + R"(,"target":)" + json_string(target) + R"(,"headers":{)";
+      bool first = true;
+      for (const auto& f : req) {
+        std::string name{f.name_string()};
+        for (auto& c : name)
+          c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        body += (first ? "" : ",") + json_string(name) + ":" + json_string(std::string{f.value()});
+        first = false;
+      }
+      body += R"(},"body":)" + json_string(req.body()) + "}";
+      write_response(sock, req, 200, body);
     } else if (req.method() == http::verb::post && target == "/v1/responses") {
       write_response(sock, req, 200,
                      R"({"id":"resp-mock","object":"response","status":"completed","output_text":"mock answer","output":[],"usage":{"input_tokens":)"

@@ -1,0 +1,129 @@
+// Generic proxy routes ([[routes]]) against the mock upstream's /echo and
+// chat routes: what reaches the backend, what comes back, per-method limits.
+
+#include "app/config_loader.hpp"
+
+#include "support/fixture.hpp"
+#include "support/http_client.hpp"
+#include "support/mock.hpp"
+#include "support/temp_dir.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <cstdlib>
+
+using namespace tollgate;
+using namespace std::chrono_literals;
+using test::create_user;
+using test::instance;
+using test::json;
+using test::str;
+
+namespace {
+
+core::proxy_route_config route(const std::string& prefix, const std::string& upstream) {
+  core::proxy_route_config r;
+  r.prefix = prefix;
+  r.upstream = upstream;
+  return r;
+}
+
+} // namespace
+
+TEST_CASE("a proxy route forwards the request without the client's key and relays the answer",
+          "[integration][proxy]") {
+  test::mock_upstream up;
+  test::temp_dir dir;
+  ::setenv("TOLLGATE_TEST_BACKEND_KEY", "backend-secret-42", 1);
+  instance g{dir.str("data"), core::system_clock::instance(), [&](core::config& c) {
+               auto r = route("/echo", up.base());
+               r.credential_header = "X-Backend-Key";
+               r.credential_env = "TOLLGATE_TEST_BACKEND_KEY";
+               c.routes = {r};
+             }};
+  auto a = create_user(g, "alice");
+  auto r = test::request(g.port(), "PATCH", "/echo/scans/7?verbose=1&x=%20y",
+                         "Authorization: Bearer " + a.key
+                           + "\r\nX-Custom: kept\r\nX-Backend-Key: forged\r\n"
+                             "Content-Type: application/json\r\n",
+                         R"({"name":"n"})");
+  REQUIRE(r.status == 200);
+  CHECK(!r.header("x-ratelimit-limit").empty());  // the gateway's headers are added
+  CHECK(!r.header("x-request-id").empty());
+  auto d = json(r);
+  CHECK(str(d["method"]) == "PATCH");
+  CHECK(str(d["target"]) == "/echo/scans/7?verbose=1&x=%20y");
+  CHECK(str(d["body"]) == R"({"name":"n"})");
+  const auto& h = d["headers"];
+  CHECK(!h.HasMember("authorization"));  // the client's key stops at the gateway
+  CHECK(str(h["x-custom"]) == "kept");
+  CHECK(str(h["x-backend-key"]) == "backend-secret-42");  // not the forged one
+  CHECK(str(h["x-forwarded-for"]) == "127.0.0.1");
+  CHECK(str(h["x-request-id"]) == r.header("x-request-id"));
+  CHECK(str(h["content-type"]) == "application/json");
+
+  // X-API-Key is stripped too; the backend's status comes back as it was.
+  r = test::request(g.port(), "GET", "/echo", "X-API-Key: " + a.key + "\r\nX-Mock-Status: 418\r\n");
+  CHECK(r.status == 418);
+  CHECK(r.body.find("forced by X-Mock-Status") != std::string::npos);
+  // Without a key nothing is forwarded.
+  CHECK(test::request(g.port(), "GET", "/echo/x").status == 401);
+}
+
+TEST_CASE("proxy routes: per-method limits, a streamed answer, a dead backend",
+          "[integration][proxy]") {
+  test::mock_upstream up;
+  test::temp_dir dir;
+  instance g{dir.str("data"), core::system_clock::instance(), [&](core::config& c) {
+               auto chat = route("/backend", up.base());
+               chat.strip_prefix = true;
+               core::route_limit_config post;
+               post.method = "POST";
+               post.path = "/backend/{*rest}";
+               post.limit = 2;
+               c.limits.routes.push_back(post);
+               c.routes = {chat, route("/dead", "http://127.0.0.1:1")};
+             }};
+  auto a = create_user(g, "alice");
+  const std::string auth = "Authorization: Bearer " + a.key + "\r\n";
+  const std::string sse =
+    R"({"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]})";
+  auto r = test::request(g.port(), "POST", "/backend/v1/chat/completions", auth, sse);
+  REQUIRE(r.status == 200);
+  CHECK(r.header("content-type") == "text/event-stream");
+  CHECK(r.body.find("data: [DONE]") != std::string::npos);
+  CHECK(r.header("x-ratelimit-limit") == "2");
+  CHECK(r.header("x-ratelimit-remaining") == "1");
+  CHECK(test::request(g.port(), "POST", "/backend/v1/chat/completions", auth, sse).status == 200);
+  r = test::request(g.port(), "POST", "/backend/v1/chat/completions", auth, sse);
+  CHECK(r.status == 429);
+  CHECK(std::stoi(r.header("retry-after")) >= 1);
+  // GET has no such limit.
+  CHECK(test::request(g.port(), "GET", "/backend/v1/models", auth).status == 200);
+
+  r = test::request(g.port(), "GET", "/dead/x", auth);
+  CHECK(r.status == 502);
+  CHECK(str(json(r)["detail"]).find("the backend did not answer") != std::string::npos);
+}
+
+TEST_CASE("the example configs put their APIs behind proxy routes", "[config][proxy]") {
+  for (const char* file : {"scans-api.toml", "public-api.toml"}) {
+    INFO(file);
+    const auto cfg = app::load_config(std::string{TOLLGATE_SOURCE_DIR} + "/conf/examples/" + file);
+    REQUIRE(cfg.routes.size() == 1);
+    CHECK(cfg.routes[0].upstream.rfind("http://127.0.0.1:", 0) == 0);
+  }
+  const auto tt = app::load_config(std::string{TOLLGATE_SOURCE_DIR}
+                                   + "/conf/examples/token-tracking.toml");
+  REQUIRE(tt.llm.providers.size() == 1);
+  const auto& p = tt.llm.providers[0];
+  // The token-tracking page's global limit.
+  CHECK(p.tokens_per_minute == 20'000);
+  CHECK(p.burst_tokens == 4'000);
+  CHECK(p.queue_size == 50);
+  CHECK(p.queue_timeout == std::chrono::minutes{2});
+  CHECK(tt.auth.allow_anonymous);
+  CHECK(tt.limits.tokens_per_day == 100'000);
+  CHECK(tt.limits.tokens_per_month == 2'000'000);
+  CHECK(tt.limits.requests_per_day == 1'000);
+}
