@@ -9,6 +9,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <optional>
 #include <sstream>
 
 namespace tollgate::app {
@@ -260,6 +261,9 @@ core::provider_config get_provider(const place& p) {
 
 core::proxy_route_config get_proxy_route(const place& p, core::config& cfg) {
   core::proxy_route_config r;
+  // paths and limits need the prefix, which a table may list after them.
+  std::optional<place> paths;
+  std::optional<place> limits;
   for (const auto& [k, node] : get_table(p)) {
     const std::string name{k.str()};
     const place f{p.source, p.key + "." + name, node};
@@ -288,33 +292,39 @@ core::proxy_route_config get_proxy_route(const place& p, core::config& cfg) {
     } else if (name == "timeout_s") {
       r.timeout = std::chrono::seconds{get_int(f, 1, 3600)};
     } else if (name == "paths") {
-      r.paths = get_strings(f);
-      for (const auto& path : r.paths)
-        if (path.rfind(r.prefix.empty() ? "/" : r.prefix, 0) != 0)
-          f.fail("\"" + path + "\" is not under the prefix (set prefix first)");
+      paths.emplace(f);
     } else if (name == "limits") {
-      // Per-method limits of this backend: [[limits.routes]] entries whose
-      // path defaults to the whole prefix.
-      const auto* arr = f.node.as_array();
-      if (arr == nullptr)
-        f.fail("expected an array of tables ([[routes.limits]])");
-      for (std::size_t i = 0; i < arr->size(); ++i) {
-        const place item{f.source, f.key + "[" + std::to_string(i) + "]", *arr->get(i)};
-        const auto* t = item.node.as_table();
-        if (t != nullptr && !t->contains("path") && !r.prefix.empty()) {
-          toml::table copy = *t;
-          copy.insert("path", r.prefix + "/{*rest}");
-          cfg.limits.routes.push_back(get_route_limit(place{item.source, item.key, copy}));
-        } else {
-          cfg.limits.routes.push_back(get_route_limit(item));
-        }
-      }
+      limits.emplace(f);
     } else {
       f.fail("unknown key");
     }
   }
   if (r.prefix.empty() || r.upstream.empty())
     p.fail("needs prefix and upstream");
+  if (paths) {
+    r.paths = get_strings(*paths);
+    for (const auto& path : r.paths)
+      if (path != r.prefix && path.rfind(r.prefix + "/", 0) != 0)
+        paths->fail("\"" + path + "\" is not under the prefix " + r.prefix);
+  }
+  if (limits) {
+    // Per-method limits of this backend: [[limits.routes]] entries whose
+    // path defaults to everything under the prefix.
+    const auto* arr = limits->node.as_array();
+    if (arr == nullptr)
+      limits->fail("expected an array of tables ([[routes.limits]])");
+    for (std::size_t i = 0; i < arr->size(); ++i) {
+      const place item{limits->source, limits->key + "[" + std::to_string(i) + "]", *arr->get(i)};
+      const auto* t = item.node.as_table();
+      if (t != nullptr && !t->contains("path")) {
+        toml::table copy = *t;
+        copy.insert("path", r.prefix + "/{*rest}");
+        cfg.limits.routes.push_back(get_route_limit(place{item.source, item.key, copy}));
+      } else {
+        cfg.limits.routes.push_back(get_route_limit(item));
+      }
+    }
+  }
   if (r.credential_header.empty() != r.credential_env.empty())
     p.fail("credential_header and credential_env go together");
   return r;

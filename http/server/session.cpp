@@ -319,7 +319,6 @@ void session::handle_request() {
   phase_ = phase::waiting;
   cancel_ = nullptr;
   gone_ = false;
-  watch_client();
   ctx_->dispatch->dispatch(std::move(out),
                            std::make_shared<session_responder>(
                              shared_from_this(), stream_.get_executor(), *ctx_->metrics));
@@ -342,6 +341,8 @@ void session::set_cancel(std::function<void()> cancel) {
     return;
   }
   cancel_ = std::move(cancel);
+  // Only requests that can be cancelled (upstream calls) pay for watching.
+  watch_client();
 }
 
 void session::watch_client() {
@@ -468,6 +469,7 @@ void session::send(core::api_response&& res, bool close) {
     stream_close_ = close;
     stream_bytes_ = 0;
     stream_body_->attach(std::make_shared<session_sink>(shared_from_this(), stream_.get_executor()));
+    watch_client();
     stream_pump();
     return;
   }

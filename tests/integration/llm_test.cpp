@@ -563,3 +563,31 @@ TEST_CASE("chat sessions: owned by their user, filled by ?session_id= on JSON an
   CHECK(str(json(r)["message"]) == "Chat session deleted successfully");
   CHECK(g.call("GET", path, alice.key).status == 404);
 }
+
+TEST_CASE("a client that leaves before a JSON answer cancels the upstream call",
+          "[integration][llm]") {
+  mock up;
+  test::temp_dir dir;
+  instance g{dir.str("data"), core::system_clock::instance(), [&](core::config& c) {
+               auto p = provider("slow", up.url(), {{"X-Mock-Latency-Ms", "10000"}});
+               p.max_concurrency = 1;
+               c.llm.providers = {p};
+               c.llm.agent_model = "m1";
+             }};
+  auto a = create_user(g, "alice");
+  const auto in_flight = [&] {
+    return json(g.call("GET", "/api/agent/status", a.key))["rate_limits"]["in_flight"].GetInt();
+  };
+  {
+    test::connection c{g.port()};
+    c.send(test::make_request("POST", "/v1/chat/completions",
+                              "Authorization: Bearer " + a.key + "\r\n", chat_body()));
+    REQUIRE(eventually([&] { return in_flight() == 1; }));
+  }  // the client goes; the mock would answer only after 10 s
+  // The slot comes back long before the upstream would have answered, and
+  // the prompt (which the upstream may have read) is what is charged.
+  REQUIRE(eventually([&] { return in_flight() == 0; }));
+  REQUIRE(eventually([&] { return ledger(g, a.key)["data"].Size() == 1; }));
+  CHECK(ledger(g, a.key)["data"][0]["completion_tokens"].GetInt() == 0);
+  CHECK(tokens_used(g, a.key) < 50);
+}

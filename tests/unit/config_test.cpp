@@ -188,3 +188,96 @@ algorithm = "sliding_window"
   CHECK(error_of("[limits.headers_by_group]\nnope = []\n").find("unknown route group")
         != std::string::npos);
 }
+
+TEST_CASE("providers, models and proxy routes, and their errors", "[app][config][llm]") {
+  const auto cfg = app::parse_config(R"(
+[llm]
+agent_model = "fast"
+[[providers]]
+name = "main"
+base_url = "https://api.example.com/v1/"
+api_key_env = "MAIN_KEY"
+headers = { "OpenAI-Organization" = "org-1" }
+max_concurrency = 4
+queue_size = 50
+queue_timeout_s = 120
+tokens_per_minute = 20000
+burst_tokens = 4000
+request_timeout_s = 30
+retries = 3
+fallbacks = ["spare"]
+[[providers.models]]
+id = "fast"
+upstream = "gpt-4o-mini"
+context_length = 128000
+prompt_price_per_mtok = 0.15
+completion_price_per_mtok = 0.6
+[[providers]]
+name = "spare"
+base_url = "builtin:demo"
+[[providers.models]]
+id = "fast"
+[[routes]]
+prefix = "/api/v1/"
+upstream = "http://127.0.0.1:9000"
+[[routes.limits]]
+method = "POST"
+limit = 10
+)",
+                                     "t.toml");
+  REQUIRE(cfg.llm.providers.size() == 2);
+  const auto& p = cfg.llm.providers[0];
+  CHECK(p.base_url == "https://api.example.com/v1");
+  CHECK(p.headers == std::vector<std::pair<std::string, std::string>>{{"OpenAI-Organization", "org-1"}});
+  CHECK(p.max_concurrency == 4);
+  CHECK(p.queue_size == 50);
+  CHECK(p.queue_timeout == std::chrono::seconds{120});
+  CHECK(p.tokens_per_minute == 20000);
+  CHECK(p.burst_tokens == 4000);
+  CHECK(p.request_timeout == std::chrono::seconds{30});
+  CHECK(p.retries == 3);
+  CHECK(p.fallbacks == std::vector<std::string>{"spare"});
+  REQUIRE(p.models.size() == 1);
+  CHECK(p.models[0].upstream == "gpt-4o-mini");
+  CHECK(p.models[0].prompt_price_micro_per_mtok == 150'000);
+  CHECK(p.models[0].completion_price_micro_per_mtok == 600'000);
+  CHECK(cfg.llm.providers[1].models[0].upstream == "fast");  // defaults to the id
+  REQUIRE(cfg.routes.size() == 1);
+  CHECK(cfg.routes[0].prefix == "/api/v1");
+  REQUIRE(cfg.limits.routes.size() == 1);
+  CHECK(cfg.limits.routes[0].path == "/api/v1/{*rest}");
+  CHECK(cfg.limits.routes[0].method == "POST");
+
+  CHECK(error_of("[[providers]]\nname = \"a\"\n").find("needs name and base_url")
+        != std::string::npos);
+  CHECK(error_of("[[providers]]\nname = \"a\"\nbase_url = \"ftp://x\"\n")
+          .find("t.toml:3: providers[0].base_url: must start with http://")
+        != std::string::npos);
+  CHECK(error_of("[[providers]]\nname = \"a\"\nbase_url = \"builtin:demo\"\nfallbacks = [\"b\"]\n")
+          .find("\"b\" is not another provider")
+        != std::string::npos);
+  CHECK(error_of("[[providers]]\nname = \"a\"\nbase_url = \"builtin:demo\"\n"
+                 "[[providers]]\nname = \"a\"\nbase_url = \"builtin:demo\"\n")
+          .find("duplicate provider name")
+        != std::string::npos);
+  CHECK(error_of("[[providers]]\nname = \"a\"\nbase_url = \"builtin:demo\"\n"
+                 "[[providers.models]]\nid = \"m\"\nprompt_price_per_mtok = -1\n")
+          .find("providers[0].models[0].prompt_price_per_mtok: must be between")
+        != std::string::npos);
+  CHECK(error_of("[[providers]]\nname = \"a\"\nbase_url = \"builtin:demo\"\nmax_concurrency = 0\n")
+          .find("providers[0].max_concurrency: must be between 1")
+        != std::string::npos);
+  CHECK(error_of("[llm]\nagent_model = \"ghost\"\n").find("is not a model of any provider")
+        != std::string::npos);
+  CHECK(error_of("[[routes]]\nprefix = \"/\"\nupstream = \"http://x\"\n").find("must be a path")
+        != std::string::npos);
+  CHECK(error_of("[[routes]]\nprefix = \"/a\"\nupstream = \"x\"\n")
+          .find("routes[0].upstream: must start with http://")
+        != std::string::npos);
+  CHECK(error_of("[[routes]]\nprefix = \"/a\"\nupstream = \"http://x\"\ncredential_env = \"K\"\n")
+          .find("credential_header and credential_env go together")
+        != std::string::npos);
+  CHECK(error_of("[[routes]]\nprefix = \"/a\"\nupstream = \"http://x\"\ngroup = \"nope\"\n")
+          .find("unknown route group")
+        != std::string::npos);
+}
