@@ -586,6 +586,7 @@ using chat_sessions_actor = caf::typed_actor<
 using wallet_actor = caf::typed_actor<
   caf::replies_to<hold_atom, std::uint64_t, std::int64_t>::with<credit_hold>,
   caf::replies_to<charge_atom, charge_request>::with<ledger_entry>,
+  caf::replies_to<release_atom, std::uint64_t, std::int64_t>::with<std::int64_t>,
   caf::replies_to<credit_atom, ledger_entry>::with<ledger_entry>,
   caf::replies_to<balance_atom, std::uint64_t>::with<std::int64_t>,
   caf::replies_to<ledger_atom, std::uint64_t, page>::with<std::vector<ledger_entry>>>;

@@ -132,9 +132,12 @@ std::vector<storage::write_op> counter_ops(const key_state& st) {
 }
 
 /// Writes the counters now and runs `then` once storage answered. Token
-/// usage is money: it is acknowledged only when it is stored. `await` keeps
-/// the key's other messages waiting meanwhile, so nothing reads a budget
-/// that is not yet durable.
+/// usage is money: it is acknowledged only when it is stored. Not awaited:
+/// memory is the truth and moves on at once (the next request of the key
+/// is admitted meanwhile); every write carries the whole state and the
+/// storage actor commits in order, so the last commit holds the latest
+/// counters. A reservation counted before its write commits only makes the
+/// next decision stricter, never looser.
 template <class Then>
 void write_through(key_pointer self, Then then) {
   auto& st = self->state;
@@ -144,8 +147,8 @@ void write_through(key_pointer self, Then then) {
   }
   st.dirty = false;
   self->request(st.cfg.storage, std::chrono::seconds{10}, write_atom::value, counter_ops(st))
-    .await([then](write_ack& ack) mutable { then(ack.error); },
-           [then](caf::error& e) mutable { then(to_string(e)); });
+    .then([then](write_ack& ack) mutable { then(ack.error); },
+          [then](caf::error& e) mutable { then(to_string(e)); });
 }
 
 limit_report admit(key_pointer self, const admission& a) {

@@ -281,6 +281,26 @@ wallet_actor spawn_wallet(caf::actor_system& sys, wallet_snapshot snapshot, stor
         });
         return rp;
       },
+      [=](release_atom, std::uint64_t user_id, std::int64_t held) -> caf::result<std::int64_t> {
+        // A hold given back whole: the call did not happen. No ledger entry.
+        auto rp = self->make_response_promise<std::int64_t>();
+        with_balance(self, user_id, [self, rp, user_id, held](bool known) mutable {
+          if (!known) {
+            rp.deliver(unknown_user(user_id));
+            return;
+          }
+          auto& st = self->state;
+          st.balances[user_id] += std::max<std::int64_t>(0, held);
+          const auto balance = st.balances[user_id];
+          write(self, balance_ops(st, user_id), [rp, balance](bool ok) mutable {
+            if (ok)
+              rp.deliver(balance);
+            else
+              rp.deliver(not_saved());
+          });
+        });
+        return rp;
+      },
       [=](credit_atom, ledger_entry& in) -> caf::result<ledger_entry> {
         auto rp = self->make_response_promise<ledger_entry>();
         const auto user_id = in.user_id;

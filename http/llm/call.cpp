@@ -298,12 +298,54 @@ void acquire(caf::event_based_actor* self, state_ptr st);
 /// with the key's usage after settlement (empty when nothing was reserved).
 void settle(caf::event_based_actor* self, state_ptr st, std::int64_t prompt,
             std::int64_t completion, std::function<void(actors::key_usage)> done) {
-  const auto used = std::max<std::int64_t>(0, prompt) + std::max<std::int64_t>(0, completion);
-  auto charge = [self, st, prompt, completion, done](actors::key_usage usage) {
-    if (!st->hold.granted) {
-      done(std::move(usage));
-      return;
+  // Both go out at once (they do not depend on each other): a caller that
+  // answers the client right after this call has both already queued ahead
+  // of anything the client sends next.
+  struct join {
+    std::function<void(actors::key_usage)> done;
+    actors::key_usage usage;
+    int left = 0;
+    void one() {
+      if (--left == 0)
+        done(std::move(usage));
     }
+  };
+  auto j = std::make_shared<join>();
+  j->done = std::move(done);
+  j->left = 1;  // released at the end of this function
+  const auto used = std::max<std::int64_t>(0, prompt) + std::max<std::int64_t>(0, completion);
+  if (st->tokens_reserved) {
+    st->tokens_reserved = false;
+    ++j->left;
+    self
+      ->request(st->svc.directory, std::chrono::seconds{15}, actors::settle_atom::value,
+                st->req.who.key_hash, st->reserved, used)
+      .then(
+        [j](actors::key_usage& u) {
+          j->usage = std::move(u);
+          j->one();
+        },
+        [j, st](caf::error& e) {
+          spdlog::error("request {}: token usage not settled: {}", st->req.request_id,
+                        to_string(e));
+          j->one();
+        });
+  }
+  if (st->hold.granted && used == 0) {
+    // Nothing was used: the hold goes back whole, with no ledger entry.
+    st->hold.granted = false;
+    ++j->left;
+    self
+      ->request(st->svc.wallet, std::chrono::seconds{15}, actors::release_atom::value,
+                st->req.who.user_id, st->hold.held_micro)
+      .then([j](std::int64_t) { j->one(); },
+            [j, st](caf::error& e) {
+              spdlog::error("request {}: credit hold not released: {}", st->req.request_id,
+                            to_string(e));
+              j->one();
+            });
+  }
+  if (st->hold.granted) {
     st->hold.granted = false;
     actors::charge_request c;
     c.hold_id = st->hold.hold_id;
@@ -321,29 +363,17 @@ void settle(caf::event_based_actor* self, state_ptr st, std::int64_t prompt,
         core::llm::price_micro(c.entry.prompt_tokens, m->prompt_price_micro_per_mtok)
         + core::llm::price_micro(c.entry.completion_tokens, m->completion_price_micro_per_mtok);
     }
+    ++j->left;
     self->request(st->svc.wallet, std::chrono::seconds{15}, actors::charge_atom::value,
                   std::move(c))
-      .then([done, usage](actors::ledger_entry&) mutable { done(std::move(usage)); },
-            [done, usage, st](caf::error& e) mutable {
+      .then([j](actors::ledger_entry&) { j->one(); },
+            [j, st](caf::error& e) {
               spdlog::error("request {}: charge not recorded: {}", st->req.request_id,
                             to_string(e));
-              done(std::move(usage));
+              j->one();
             });
-  };
-  if (!st->tokens_reserved) {
-    charge({});
-    return;
   }
-  st->tokens_reserved = false;
-  self
-    ->request(st->svc.directory, std::chrono::seconds{15}, actors::settle_atom::value,
-              st->req.who.key_hash, st->reserved, used)
-    .then([charge](actors::key_usage& u) mutable { charge(std::move(u)); },
-          [charge, st](caf::error& e) mutable {
-            spdlog::error("request {}: token usage not settled: {}", st->req.request_id,
-                          to_string(e));
-            charge({});
-          });
+  j->one();
 }
 
 void release_slot(state_ptr st, bool upstream_ok, std::int64_t used) {
@@ -487,6 +517,18 @@ void on_result(caf::event_based_actor* self, state_ptr st, upstream_result& r) {
     auto text = st->req.kind == call_kind::send_message || st->chat_session != 0
                   ? answer_text(d)
                   : std::string{};
+    if (st->req.kind != call_kind::send_message && st->chat_session == 0) {
+      // The reservation and the hold, both durable, already cover this
+      // call: the client need not wait for the settlement's commit. Its
+      // requests are queued before the answer goes, so whatever the client
+      // asks next sees them.
+      core::api_response res;
+      res.status = 200;
+      res.body = st->req.kind == call_kind::images ? images_answer(r.body) : std::move(r.body);
+      settle(self, st, prompt, completion, [self, st](actors::key_usage) { end(self, st); });
+      answer(*st, std::move(res));
+      return;
+    }
     settle(self, st, prompt, completion,
            [self, st, body = std::move(r.body), text](actors::key_usage usage) mutable {
              if (st->chat_session != 0) {
@@ -727,56 +769,37 @@ void try_next(caf::event_based_actor* self, state_ptr st) {
   acquire(self, st);
 }
 
-void hold_credits(caf::event_based_actor* self, state_ptr st) {
+/// Reserves the tokens and holds the credits at the same time (neither
+/// depends on the other; each waits for its own commit), then goes on to
+/// the provider, or undoes whichever was granted and refuses.
+void reserve_and_hold(caf::event_based_actor* self, state_ptr st) {
   std::int64_t worst = 0;
   for (const auto& c : st->candidates)
     worst = std::max(worst, core::llm::price_micro(st->req.prompt_tokens,
                                                    c.model->prompt_price_micro_per_mtok)
                               + core::llm::price_micro(st->max_tokens,
                                                        c.model->completion_price_micro_per_mtok));
-  if (worst == 0 || st->req.who.anonymous) {
-    acquire(self, st);
-    return;
-  }
-  self
-    ->request(st->svc.wallet, st->svc.ask_timeout, actors::hold_atom::value, st->req.who.user_id,
-              worst)
-    .then(
-      [self, st, worst](actors::credit_hold& h) {
-        if (!h.granted) {
-          settle(self, st, 0, 0, [self, st, worst, h](actors::key_usage) {
-            answer_error(*st, 402, "insufficient_quota", "insufficient_credits",
-                         "insufficient credits: this call may cost up to "
-                           + std::to_string(api::credits(worst)) + " credits, the balance is "
-                           + std::to_string(api::credits(h.balance_micro)));
-            end(self, st);
-          });
-          return;
-        }
-        st->hold = h;
-        acquire(self, st);
-      },
-      [self, st](caf::error& e) {
-        settle(self, st, 0, 0, [self, st, e](actors::key_usage) {
-          const auto [code, detail] = actors::from_error(e);
+  struct gate {
+    int left = 1;
+    bool tokens_refused = false;
+    actors::token_reservation tokens;
+    bool credits_refused = false;
+    actors::credit_hold credits;
+    caf::error error;
+  };
+  auto g = std::make_shared<gate>();
+  const auto decide = [self, st, g, worst] {
+    if (--g->left != 0)
+      return;
+    if (g->error || g->tokens_refused || g->credits_refused) {
+      // settle() gives back whatever was granted: tokens and the hold.
+      settle(self, st, 0, 0, [self, st, g, worst](actors::key_usage) {
+        if (g->error) {
+          const auto [code, detail] = actors::from_error(g->error);
           answer_error(*st, static_cast<std::uint16_t>(status_of(code)), "server_error",
                        std::string{core::to_string(code)}, detail);
-          end(self, st);
-        });
-      });
-}
-
-void reserve_tokens(caf::event_based_actor* self, state_ptr st) {
-  if (st->req.who.anonymous) {
-    hold_credits(self, st);
-    return;
-  }
-  self
-    ->request(st->svc.directory, st->svc.ask_timeout, actors::reserve_atom::value,
-              st->req.who.key_hash, st->reserved)
-    .then(
-      [self, st](actors::token_reservation& t) {
-        if (!t.granted) {
+        } else if (g->tokens_refused) {
+          const auto& t = g->tokens;
           core::api_response res;
           res.status = 429;
           const auto retry = std::max<std::int64_t>(1, t.retry_after);
@@ -792,18 +815,58 @@ void reserve_tokens(caf::event_based_actor* self, state_ptr st) {
                        : api::token_limited_body(t, st->now());
           res.raw_headers = "Retry-After: " + std::to_string(retry) + "\r\n";
           answer(*st, std::move(res));
-          end(self, st);
-          return;
+        } else {
+          answer_error(*st, 402, "insufficient_quota", "insufficient_credits",
+                       "insufficient credits: this call may cost up to "
+                         + std::to_string(api::credits(worst)) + " credits, the balance is "
+                         + std::to_string(api::credits(g->credits.balance_micro)));
         }
-        st->tokens_reserved = true;
-        hold_credits(self, st);
-      },
-      [self, st](caf::error& e) {
-        const auto [code, detail] = actors::from_error(e);
-        answer_error(*st, static_cast<std::uint16_t>(status_of(code)), "server_error",
-                     std::string{core::to_string(code)}, detail);
         end(self, st);
       });
+      return;
+    }
+    acquire(self, st);
+  };
+  if (!st->req.who.anonymous) {
+    ++g->left;
+    self
+      ->request(st->svc.directory, st->svc.ask_timeout, actors::reserve_atom::value,
+                st->req.who.key_hash, st->reserved)
+      .then(
+        [st, g, decide](actors::token_reservation& t) {
+          if (t.granted)
+            st->tokens_reserved = true;
+          else
+            g->tokens_refused = true;
+          g->tokens = std::move(t);
+          decide();
+        },
+        [g, decide](caf::error& e) {
+          g->error = std::move(e);
+          decide();
+        });
+  }
+  if (worst > 0 && !st->req.who.anonymous) {
+    ++g->left;
+    self
+      ->request(st->svc.wallet, st->svc.ask_timeout, actors::hold_atom::value,
+                st->req.who.user_id, worst)
+      .then(
+        [st, g, decide](actors::credit_hold& h) {
+          if (h.granted)
+            st->hold = h;
+          else
+            g->credits_refused = true;
+          g->credits = h;
+          decide();
+        },
+        [g, decide](caf::error& e) {
+          if (!g->error)
+            g->error = std::move(e);
+          decide();
+        });
+  }
+  decide();
 }
 
 } // namespace
@@ -840,7 +903,7 @@ void start_call(std::shared_ptr<const context> ctx, const actors::services& svc,
     auto me = caf::actor_cast<caf::actor>(self);
     st->out->on_cancel([me] { caf::anon_send(me, cancel_atom::value); });
     if (st->req.session_id.empty()) {
-      reserve_tokens(self, st);
+      reserve_and_hold(self, st);
     } else {
       std::uint64_t id = 0;
       try {
@@ -854,7 +917,7 @@ void start_call(std::shared_ptr<const context> ctx, const actors::services& svc,
         .then(
           [self, st, id](actors::chat_session&) {
             st->chat_session = id;
-            reserve_tokens(self, st);
+            reserve_and_hold(self, st);
           },
           [self, st](caf::error&) {
             answer_error(*st, 404, "invalid_request_error", "session_not_found",
