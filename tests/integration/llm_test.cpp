@@ -591,3 +591,28 @@ TEST_CASE("a client that leaves before a JSON answer cancels the upstream call",
   CHECK(ledger(g, a.key)["data"][0]["completion_tokens"].GetInt() == 0);
   CHECK(tokens_used(g, a.key) < 50);
 }
+
+TEST_CASE("a request limit under /v1/ answers 429 in OpenAI's envelope with the headers",
+          "[integration][llm][limits]") {
+  test::temp_dir dir;
+  instance g{dir.str("data"), core::system_clock::instance(), [&](core::config& c) {
+               c.limits.per_minute = 1;
+               c.llm.providers = {provider("demo", "builtin:demo")};
+             }};
+  auto a = create_user(g, "alice");
+  REQUIRE(g.call("GET", "/v1/models", a.key).status == 200);
+  auto r = g.call("GET", "/v1/models", a.key);
+  REQUIRE(r.status == 429);
+  auto d = json(r);
+  CHECK(str(d["error"]["type"]) == "rate_limit_error");
+  CHECK(str(d["error"]["code"]) == "rate_limit_exceeded");
+  CHECK(!d.HasMember("detail"));  // not the gateway body: the SDKs read error.*
+  CHECK(std::stoi(r.header("retry-after")) >= 1);
+  CHECK(r.header("x-ratelimit-remaining") == "0");
+  CHECK(r.header("ratelimit-limit") == "1");
+  // The same limit elsewhere answers the combined body.
+  r = g.call("GET", "/user/balance", a.key);
+  REQUIRE(r.status == 429);
+  CHECK(str(json(r)["error"]) == "rate_limit_exceeded");
+  CHECK(json(r)["status_code"].GetInt() == 429);
+}
