@@ -123,7 +123,7 @@ void gateway::start() {
     needs_client = needs_client || p.base_url != "builtin:demo";
   if (needs_client)
     s.upstream = std::make_shared<http::client::client>(http::client::client::options{});
-  s.llm = http::llm::make_context(s.cfg.llm, *s.system, s.clock, s.upstream);
+  s.llm = http::llm::make_context(s.cfg.llm, *s.system, s.clock, s.upstream, &s.registry);
   // Every [[limits.routes]] template under a proxy prefix is a route of that
   // proxy, so its limit has a route to apply to.
   auto proxies = s.cfg.routes;

@@ -8,6 +8,7 @@
 #include "http/client/client.hpp"
 #include "http/errors.hpp"
 #include "http/llm/demo.hpp"
+#include "metrics/registry.hpp"
 #include "http/stream_relay.hpp"
 
 #include <caf/actor_system.hpp>
@@ -175,10 +176,35 @@ struct call_state {
 
 using state_ptr = std::shared_ptr<call_state>;
 
+void count_call(const call_state& st, std::uint16_t status) {
+  if (st.ctx->calls == nullptr)
+    return;
+  // Labels come from the configuration only: an unknown model the client
+  // named is "-", never its text.
+  const bool known = !st.candidates.empty();
+  const std::string provider = known ? st.current().provider->cfg.name : "-";
+  const std::string model = known ? st.current().model->id : "-";
+  const char* outcome = "upstream_error";
+  if (status < 400)
+    outcome = "ok";
+  else if (status == 402)
+    outcome = "insufficient_credits";
+  else if (status == 499)
+    outcome = "cancelled";
+  else if (status == 429)
+    outcome = st.fail_code.empty()                      ? "token_limited"
+              : st.fail_code == "upstream_rate_limited" ? "upstream_rate_limited"
+                                                        : "rate_limited";
+  else if (status < 500)
+    outcome = "client_error";
+  st.ctx->calls->with({provider, model, outcome}).inc();
+}
+
 void answer(call_state& st, core::api_response res) {
   if (st.answered)
     return;
   st.answered = true;
+  count_call(st, res.status);
   st.out->respond(std::move(res));
 }
 
@@ -362,6 +388,14 @@ void settle(caf::event_based_actor* self, state_ptr st, std::int64_t prompt,
       c.entry.amount_micro =
         core::llm::price_micro(c.entry.prompt_tokens, m->prompt_price_micro_per_mtok)
         + core::llm::price_micro(c.entry.completion_tokens, m->completion_price_micro_per_mtok);
+      if (st->ctx->tokens != nullptr) {
+        const auto& provider = c.entry.provider;
+        st->ctx->tokens->with({provider, m->id, "prompt"})
+          .inc(static_cast<std::uint64_t>(c.entry.prompt_tokens));
+        st->ctx->tokens->with({provider, m->id, "completion"})
+          .inc(static_cast<std::uint64_t>(c.entry.completion_tokens));
+        st->ctx->charged->with({provider, m->id}).inc(static_cast<std::uint64_t>(c.entry.amount_micro));
+      }
     }
     ++j->left;
     self->request(st->svc.wallet, std::chrono::seconds{15}, actors::charge_atom::value,

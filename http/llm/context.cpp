@@ -2,6 +2,7 @@
 
 #include "actors/provider.hpp"
 #include "http/client/client.hpp"
+#include "metrics/registry.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/send.hpp>
@@ -46,11 +47,25 @@ std::vector<model_ref> context::candidates(std::string_view model) const {
 
 std::shared_ptr<context> make_context(const core::llm_config& cfg, caf::actor_system& sys,
                                       const core::clock& clock,
-                                      std::shared_ptr<client::client> http) {
+                                      std::shared_ptr<client::client> http,
+                                      metrics::registry* registry) {
   auto ctx = std::make_shared<context>();
   ctx->agent_model = cfg.agent_model;
   ctx->max_response_bytes = cfg.max_response_bytes;
   ctx->system = &sys;
+  if (registry != nullptr) {
+    ctx->calls = &registry->counters(
+      "tollgate_llm_calls_total",
+      "LLM calls by provider, model and outcome (ok, client_error, upstream_error, "
+      "rate_limited, insufficient_credits, token_limited, cancelled).",
+      {"provider", "model", "outcome"});
+    ctx->tokens = &registry->counters("tollgate_llm_tokens_total",
+                                      "Tokens settled for LLM calls, by kind (prompt, completion).",
+                                      {"provider", "model", "kind"});
+    ctx->charged = &registry->counters("tollgate_llm_charged_micro_credits_total",
+                                       "Micro-credits charged for LLM calls.",
+                                       {"provider", "model"});
+  }
   ctx->providers.reserve(cfg.providers.size());
   for (const auto& p : cfg.providers) {
     provider_entry e;

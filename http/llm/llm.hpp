@@ -22,6 +22,13 @@ namespace tollgate::http::client {
 class client;
 }
 
+namespace tollgate::metrics {
+class registry;
+class counter;
+template <class T>
+class family;
+}
+
 namespace tollgate::http::llm {
 
 struct provider_entry {
@@ -44,6 +51,13 @@ struct context {
   std::string agent_model;
   std::size_t max_response_bytes = 16 << 20;
   caf::actor_system* system = nullptr;
+  /// tollgate_llm_calls_total{provider,model,outcome},
+  /// tollgate_llm_tokens_total{provider,model,kind} (prompt, completion),
+  /// tollgate_llm_charged_micro_credits_total{provider,model}. Null in
+  /// contexts built without a registry.
+  metrics::family<metrics::counter>* calls = nullptr;
+  metrics::family<metrics::counter>* tokens = nullptr;
+  metrics::family<metrics::counter>* charged = nullptr;
 
   /// Where a model can be served, in the order to try: the first provider
   /// that lists it, then that provider's fallbacks that list it, then any
@@ -56,7 +70,8 @@ struct context {
 /// line; a required one throws std::runtime_error.
 std::shared_ptr<context> make_context(const core::llm_config& cfg, caf::actor_system& sys,
                                       const core::clock& clock,
-                                      std::shared_ptr<client::client> http);
+                                      std::shared_ptr<client::client> http,
+                                      metrics::registry* registry = nullptr);
 
 /// Stops the provider actors (at shutdown).
 void stop_context(context& ctx);

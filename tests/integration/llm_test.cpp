@@ -115,6 +115,22 @@ TEST_CASE("chat completion as JSON: relayed, tokens and credits exact, ledger du
     REQUIRE(r.status == 200);
     CHECK(tokens_used(g, a.key) == 32);
     CHECK(balance_micro(g, a.key) == 10'000'000 - 2 * cost);
+
+    // Metrics: by provider and model, never by key or user.
+    CHECK(g.call("POST", "/v1/chat/completions", a.key,
+                 R"({"model":"secret-name","messages":[{"role":"user","content":"x"}]})")
+            .status
+          == 404);
+    const auto m = g.call("GET", "/metrics").body;
+    CHECK(m.find(R"(tollgate_llm_calls_total{provider="mock",model="m1",outcome="ok"} 2)")
+          != std::string::npos);
+    CHECK(m.find(R"(tollgate_llm_calls_total{provider="-",model="-",outcome="client_error"} 1)")
+          != std::string::npos);
+    CHECK(m.find(R"(tollgate_llm_tokens_total{provider="mock",model="m1",kind="completion"} 18)")
+          != std::string::npos);
+    CHECK(m.find(R"(tollgate_llm_charged_micro_credits_total{provider="mock",model="m1"} 68000)")
+          != std::string::npos);
+    CHECK(m.find("secret-name") == std::string::npos);
   }
   instance g{dir.str("data"), core::system_clock::instance(), tweak};
   CHECK(tokens_used(g, key) == 32);
