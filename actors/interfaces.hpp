@@ -589,7 +589,8 @@ using wallet_actor = caf::typed_actor<
   caf::replies_to<release_atom, std::uint64_t, std::int64_t>::with<std::int64_t>,
   caf::replies_to<credit_atom, ledger_entry>::with<ledger_entry>,
   caf::replies_to<balance_atom, std::uint64_t>::with<std::int64_t>,
-  caf::replies_to<ledger_atom, std::uint64_t, page>::with<std::vector<ledger_entry>>>;
+  caf::replies_to<ledger_atom, std::uint64_t, page>::with<std::vector<ledger_entry>>,
+  caf::reacts_to<commit_atom>>;
 
 /// One actor per live API key: answers the auth decision and (from the
 /// limits issue on) owns every counter of its key.
@@ -604,6 +605,7 @@ using key_actor = caf::typed_actor<
   caf::reacts_to<key_changed_atom, core::key_record, bool>,
   caf::reacts_to<user_changed_atom, core::user_record>,
   caf::reacts_to<tick_atom>,
+  caf::reacts_to<commit_atom>,
   caf::reacts_to<stop_atom>>;
 
 /// Maps key hashes to key actors, spawning them on first use.

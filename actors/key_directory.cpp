@@ -50,6 +50,10 @@ struct key_state {
   std::uint64_t total_requests = 0;
   bool dirty = false;
   bool persist_scheduled = false;
+  /// Token changes waiting for the next write of the counters (one write
+  /// for every reservation and settlement that came in one burst).
+  std::vector<std::function<void(const std::string&)>> awaiting_write;
+  bool commit_scheduled = false;
   metrics::counter* tokens_reserved = nullptr;
   metrics::counter* tokens_settled = nullptr;
   metrics::counter* reservations_refused = nullptr;
@@ -100,6 +104,21 @@ void schedule_persist(key_pointer self) {
                      persist_atom::value);
 }
 
+/// Writes ops for the key actor: straight into the store when the
+/// directory was given one, else through the storage actor. `done` gets
+/// the error ("" when committed).
+template <class Done>
+void store_ops(key_pointer self, std::vector<storage::write_op> ops, Done done) {
+  auto& st = self->state;
+  if (st.cfg.direct) {
+    done(st.cfg.direct->apply(ops));
+    return;
+  }
+  self->request(st.cfg.storage, std::chrono::seconds{10}, write_atom::value, std::move(ops))
+    .then([done](write_ack& ack) mutable { done(ack.error); },
+          [done](caf::error& e) mutable { done(to_string(e)); });
+}
+
 void persist(key_pointer self) {
   auto& st = self->state;
   st.persist_scheduled = false;
@@ -112,15 +131,12 @@ void persist(key_pointer self) {
   std::vector<storage::write_op> ops{
     {static_cast<std::uint8_t>(storage::column::usage), usage_key(st.key.hash),
      encode_counters(counters, st.total_requests), false}};
-  self->request(st.cfg.storage, std::chrono::seconds{10}, write_atom::value, std::move(ops))
-    .then(
-      [saved = st.counters_saved](write_ack& ack) {
-        if (!ack.ok())
-          spdlog::error("key actor: counters not saved: {}", ack.error);
-        else if (saved != nullptr)
-          saved->inc();
-      },
-      [](caf::error& e) { spdlog::error("key actor: counters not saved: {}", to_string(e)); });
+  store_ops(self, std::move(ops), [saved = st.counters_saved](const std::string& error) {
+    if (!error.empty())
+      spdlog::error("key actor: counters not saved: {}", error);
+    else if (saved != nullptr)
+      saved->inc();
+  });
 }
 
 std::vector<storage::write_op> counter_ops(const key_state& st) {
@@ -138,6 +154,10 @@ std::vector<storage::write_op> counter_ops(const key_state& st) {
 /// storage actor commits in order, so the last commit holds the latest
 /// counters. A reservation counted before its write commits only makes the
 /// next decision stricter, never looser.
+///
+/// Changes that come in one burst share a write: the first schedules a
+/// commit message to this actor, which queues behind the messages already
+/// in the mailbox; the commit writes the counters once and answers them all.
 template <class Then>
 void write_through(key_pointer self, Then then) {
   auto& st = self->state;
@@ -145,10 +165,25 @@ void write_through(key_pointer self, Then then) {
     then(std::string{});
     return;
   }
+  st.awaiting_write.emplace_back(std::move(then));
+  if (!st.commit_scheduled) {
+    st.commit_scheduled = true;
+    self->send(self, commit_atom::value);
+  }
+}
+
+void commit_counters(key_pointer self) {
+  auto& st = self->state;
+  st.commit_scheduled = false;
+  if (st.awaiting_write.empty())
+    return;
+  auto waiting = std::move(st.awaiting_write);
+  st.awaiting_write.clear();
   st.dirty = false;
-  self->request(st.cfg.storage, std::chrono::seconds{10}, write_atom::value, counter_ops(st))
-    .then([then](write_ack& ack) mutable { then(ack.error); },
-          [then](caf::error& e) mutable { then(to_string(e)); });
+  store_ops(self, counter_ops(st), [waiting = std::move(waiting)](const std::string& error) {
+    for (auto& w : waiting)
+      w(error);
+  });
 }
 
 limit_report admit(key_pointer self, const admission& a) {
@@ -320,8 +355,10 @@ key_actor::behavior_type key_impl(key_pointer self) {
       return usage_of(st);
     },
     [=](persist_atom) { persist(self); },
+    [=](commit_atom) { commit_counters(self); },
     [=](flush_atom) -> caf::result<write_ack> {
       // Shutdown: write the counters now and answer once they are stored.
+      commit_counters(self);
       auto& st = self->state;
       if (!st.cfg.storage)
         return write_ack{};
@@ -333,9 +370,8 @@ key_actor::behavior_type key_impl(key_pointer self) {
         {static_cast<std::uint8_t>(storage::column::usage), usage_key(st.key.hash),
          encode_counters(counters, st.total_requests), false}};
       auto rp = self->make_response_promise<write_ack>();
-      self->request(st.cfg.storage, std::chrono::seconds{10}, write_atom::value, std::move(ops))
-        .then([rp](write_ack& ack) mutable { rp.deliver(std::move(ack)); },
-              [rp](caf::error& e) mutable { rp.deliver(write_ack{to_string(e)}); });
+      store_ops(self, std::move(ops),
+                [rp](const std::string& error) mutable { rp.deliver(write_ack{error}); });
       return rp;
     },
     [=](key_changed_atom, core::key_record& key, bool deleted) {
@@ -368,6 +404,7 @@ key_actor::behavior_type key_impl(key_pointer self) {
       self->delayed_send(self, st.cfg.idle_timeout - idle, tick_atom::value);
     },
     [=](stop_atom) {
+      commit_counters(self);
       persist(self);
       self->quit();
     },

@@ -21,11 +21,16 @@ constexpr auto lookup_timeout = std::chrono::seconds{5};
 
 struct wallet_state {
   storage_actor storage;
+  std::shared_ptr<storage::store> direct;
   accounts_actor accounts;
   const core::clock* clock = nullptr;
   std::map<std::uint64_t, std::int64_t> balances;
   std::uint64_t next_entry = 1;
   std::uint64_t next_hold = 1;
+  /// Writes of one burst, committed together by the next commit message.
+  std::vector<storage::write_op> pending;
+  std::vector<std::function<void(bool)>> pending_done;
+  bool commit_scheduled = false;
 
   std::int64_t now() const {
     return std::chrono::duration_cast<std::chrono::seconds>(clock->now().time_since_epoch())
@@ -52,9 +57,16 @@ std::vector<storage::write_op> balance_ops(const wallet_state& st, std::uint64_t
 /// the storage actor commits in order, so the last write always holds the
 /// latest balance.
 template <class Done>
-void write(wallet_pointer self, std::vector<storage::write_op> ops, Done done) {
+void write_now(wallet_pointer self, std::vector<storage::write_op> ops, Done done) {
   ops.push_back({static_cast<std::uint8_t>(storage::column::meta), "seq/ledger",
                  std::to_string(self->state.next_entry), false});
+  if (self->state.direct) {
+    const auto error = self->state.direct->apply(ops);
+    if (!error.empty())
+      spdlog::error("wallet: write refused: {}", error);
+    done(error.empty());
+    return;
+  }
   self->request(self->state.storage, write_timeout, write_atom::value, std::move(ops))
     .then(
       [done](write_ack& ack) mutable {
@@ -66,6 +78,35 @@ void write(wallet_pointer self, std::vector<storage::write_op> ops, Done done) {
         spdlog::error("wallet: write not confirmed: {}", to_string(e));
         done(false);
       });
+}
+
+/// Writes of a burst (the messages already in the mailbox) share one batch:
+/// the first schedules a commit message that queues behind them.
+void commit(wallet_pointer self) {
+  auto& st = self->state;
+  st.commit_scheduled = false;
+  if (st.pending_done.empty())
+    return;
+  auto ops = std::move(st.pending);
+  auto done = std::move(st.pending_done);
+  st.pending.clear();
+  st.pending_done.clear();
+  write_now(self, std::move(ops), [done = std::move(done)](bool ok) {
+    for (const auto& d : done)
+      d(ok);
+  });
+}
+
+template <class Done>
+void write(wallet_pointer self, std::vector<storage::write_op> ops, Done done) {
+  auto& st = self->state;
+  for (auto& op : ops)
+    st.pending.push_back(std::move(op));
+  st.pending_done.emplace_back(std::move(done));
+  if (!st.commit_scheduled) {
+    st.commit_scheduled = true;
+    self->send(self, commit_atom::value);
+  }
 }
 
 /// Runs `then` once the user's balance is known: at once, or after asking
@@ -206,11 +247,14 @@ wallet_snapshot load_wallet(storage::store& db) {
 }
 
 wallet_actor spawn_wallet(caf::actor_system& sys, wallet_snapshot snapshot, storage_actor storage,
-                          accounts_actor accounts, const core::clock& clock) {
-  return sys.spawn([snapshot = std::move(snapshot), storage, accounts, &clock](
+                          accounts_actor accounts, const core::clock& clock,
+                          std::shared_ptr<storage::store> direct) {
+  return sys.spawn([snapshot = std::move(snapshot), storage, accounts, &clock,
+                    direct = std::move(direct)](
                      wallet_pointer self) mutable -> wallet_actor::behavior_type {
     auto& init = self->state;
     init.storage = storage;
+    init.direct = std::move(direct);
     init.accounts = accounts;
     init.clock = &clock;
     init.balances = std::move(snapshot.balances);
@@ -344,6 +388,7 @@ wallet_actor spawn_wallet(caf::actor_system& sys, wallet_snapshot snapshot, stor
         });
         return rp;
       },
+      [=](commit_atom) { commit(self); },
       [=](ledger_atom, std::uint64_t user_id, const page& range)
         -> caf::result<std::vector<ledger_entry>> {
         auto rp = self->make_response_promise<std::vector<ledger_entry>>();

@@ -35,7 +35,10 @@ wallet_snapshot load_wallet(storage::store& db);
 /// committed. A hold is written too: a crash between hold and charge keeps
 /// the worst case charged rather than forgetting the call (no entry is
 /// written for it; the README says so).
+/// With `direct` set, the wallet writes straight into the store (no fsync
+/// mode; see key_directory_config::direct) instead of through `storage`.
 wallet_actor spawn_wallet(caf::actor_system& sys, wallet_snapshot snapshot, storage_actor storage,
-                          accounts_actor accounts, const core::clock& clock);
+                          accounts_actor accounts, const core::clock& clock,
+                          std::shared_ptr<storage::store> direct = nullptr);
 
 } // namespace tollgate::actors

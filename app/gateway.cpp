@@ -108,13 +108,18 @@ void gateway::start() {
   dir_cfg.idle_timeout = s.cfg.auth.key_idle_timeout;
   dir_cfg.limits = limits;
   dir_cfg.storage = s.storage;
+  // Without fsync, token and credit writes go straight into RocksDB from
+  // their actors (RocksDB group-commits concurrent writers itself); with
+  // fsync, through the storage actor's group commit and its own thread.
+  if (!s.cfg.storage.sync_writes)
+    dir_cfg.direct = db;
   s.directory = actors::spawn_key_directory(*s.system, s.clock, dir_cfg, s.registry);
   s.accounts = actors::spawn_accounts(
     *s.system, std::move(snapshot), s.storage, s.directory, s.clock,
     {s.cfg.accounts.initial_credits_micro, s.cfg.accounts.max_keys_per_user});
   caf::anon_send(s.directory, actors::lookup_atom::value, s.accounts);
   s.wallet = actors::spawn_wallet(*s.system, std::move(wallet_snapshot), s.storage, s.accounts,
-                                  s.clock);
+                                  s.clock, s.cfg.storage.sync_writes ? nullptr : db);
   s.chat = actors::spawn_chat_sessions(*s.system, std::move(chat_snapshot), s.storage, s.clock);
   bootstrap_admin();
 
