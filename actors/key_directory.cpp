@@ -308,15 +308,18 @@ key_actor::behavior_type key_impl(key_pointer self) {
       if (st.tokens_reserved != nullptr)
         st.tokens_reserved->inc(static_cast<std::uint64_t>(tokens));
       auto rp = self->make_response_promise<token_reservation>();
-      write_through(self, [rp, r, self, budgets_copy = budgets, tokens](
-                            const std::string& error) mutable {
+      // By name, not by pointer: a key or user change before the commit
+      // rebuilds the limiters.
+      write_through(self, [rp, r, self, tokens](const std::string& error) mutable {
         if (error.empty()) {
           rp.deliver(r);
           return;
         }
         // Not stored: give the tokens back and refuse.
-        for (auto* b : budgets_copy)
-          b->refund(self->state.clock->now(), tokens);
+        auto& s = self->state;
+        for (const char* name : {"tokens_day", "tokens_month"})
+          if (auto it = s.limiters.find(name); it != s.limiters.end())
+            it->second.refund(s.clock->now(), tokens);
         rp.deliver(make_error(core::errc::unavailable, "token usage could not be stored"));
       });
       return rp;

@@ -42,6 +42,9 @@ public:
   virtual void write(std::string bytes) = 0;
   /// The body is complete; the connection goes on with its next request.
   virtual void finish() = 0;
+  /// The body broke off: the connection closes without the last chunk, so
+  /// the client can tell a cut answer from a whole one.
+  virtual void abort() = 0;
 };
 
 /// A body produced while it is sent (server-sent events from an upstream).

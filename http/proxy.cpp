@@ -118,10 +118,12 @@ void forward(const std::shared_ptr<const route_state>& rs, core::api_request& re
       api::respond_error(o, code, "the backend did not answer: " + error);
       return;
     }
-    if (!error.empty() && error != "cancelled")
+    if (!error.empty() && error != "cancelled") {
       spdlog::warn("request {}: backend answer broke off: {}", rid, error);
-    // A broken body ends the chunked answer early; the client sees a
-    // short body it can tell from a complete one only by its framing.
+      // No last chunk: the client can tell the answer was cut.
+      sh->stream->abort();
+      return;
+    }
     sh->stream->finish();
   };
   auto handle = rs->http->start(std::move(up), std::move(h));

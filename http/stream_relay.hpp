@@ -31,13 +31,25 @@ public:
     if (sink_)
       sink_->finish();
   }
+  /// Ends the body as broken (see core::stream_sink::abort).
+  void abort() {
+    std::lock_guard<std::mutex> g{m_};
+    if (finished_)
+      return;
+    finished_ = true;
+    aborted_ = true;
+    if (sink_)
+      sink_->abort();
+  }
   void attach(std::shared_ptr<core::stream_sink> sink) override {
     std::lock_guard<std::mutex> g{m_};
     sink_ = std::move(sink);
     for (auto& b : early_)
       sink_->write(std::move(b));
     early_.clear();
-    if (finished_)
+    if (aborted_)
+      sink_->abort();
+    else if (finished_)
       sink_->finish();
   }
   void cancel() noexcept override {
@@ -61,6 +73,7 @@ private:
   std::vector<std::string> early_;
   std::function<void()> on_cancel_;
   bool finished_ = false;
+  bool aborted_ = false;
   bool cancelled_ = false;
 };
 

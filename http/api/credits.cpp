@@ -51,7 +51,9 @@ void add_credits(actors::router_pointer self, const actors::services& svc, core:
   entry.note = body.value.reason.empty() ? "credit by user " + std::to_string(who.user_id)
                                          : body.value.reason;
   entry.request_id = req.request_id;
-  self->request(svc.wallet, svc.ask_timeout, actors::credit_atom::value, std::move(entry))
+  // Longer than the wallet's worst case, so an admin never sees a timeout for a
+  // credit that then lands (and retries it).
+  self->request(svc.wallet, std::chrono::seconds{90}, actors::credit_atom::value, std::move(entry))
     .then(
       [out](actors::ledger_entry& done) mutable {
         json_writer w;

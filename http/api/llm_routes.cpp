@@ -92,24 +92,45 @@ std::shared_ptr<const llm::context> no_llm_guard(const std::shared_ptr<const llm
   return ctx;
 }
 
-void chat(std::shared_ptr<const llm::context> ctx, const actors::services& svc,
-          core::api_request& req, core::responder_ptr& out, const core::principal& who) {
-  auto c = no_llm_guard(ctx, out, true);
-  if (!c)
-    return;
-  rapidjson::Document d;
+/// The part every OpenAI-style body shares: a provider exists, the body is
+/// a JSON object, `model` is a non-empty string. Answers 400/503 and returns
+/// false otherwise.
+bool begin_call(const std::shared_ptr<const llm::context>& ctx, core::api_request& req,
+                core::responder_ptr& out, bool openai, llm::call_kind kind,
+                rapidjson::Document& d, llm::call_request& r) {
+  if (!no_llm_guard(ctx, out, openai))
+    return false;
   d.Parse(req.body.data(), req.body.size());
   if (d.HasParseError() || !d.IsObject()) {
-    bad_request(out, true, "the body must be a JSON object");
-    return;
+    bad_request(out, openai, "the body must be a JSON object");
+    return false;
   }
-  llm::call_request r;
-  r.kind = llm::call_kind::chat;
   if (!d.HasMember("model") || !d["model"].IsString() || d["model"].GetStringLength() == 0) {
-    bad_request(out, true, "model is required and must be a string", "model");
-    return;
+    bad_request(out, openai, "model is required and must be a string", "model");
+    return false;
   }
+  r.kind = kind;
   r.model = d["model"].GetString();
+  r.openai_errors = openai;
+  return true;
+}
+
+/// Hands a checked request to its call.
+void launch(std::shared_ptr<const llm::context> ctx, const actors::services& svc,
+            core::api_request& req, core::responder_ptr& out, const core::principal& who,
+            llm::call_request&& r) {
+  r.body = std::move(req.body);
+  r.who = who;
+  r.request_id = req.request_id;
+  llm::start_call(std::move(ctx), svc, std::move(r), out);
+}
+
+void chat(std::shared_ptr<const llm::context> ctx, const actors::services& svc,
+          core::api_request& req, core::responder_ptr& out, const core::principal& who) {
+  rapidjson::Document d;
+  llm::call_request r;
+  if (!begin_call(ctx, req, out, true, llm::call_kind::chat, d, r))
+    return;
   if (!d.HasMember("messages") || !d["messages"].IsArray() || d["messages"].Empty()) {
     bad_request(out, true, "messages must be a non-empty array", "messages");
     return;
@@ -150,30 +171,15 @@ void chat(std::shared_ptr<const llm::context> ctx, const actors::services& svc,
     r.session_id = it->second;
   r.prompt_tokens =
     core::llm::estimate_prompt_tokens(bytes, d["messages"].GetArray().Size());
-  r.body = std::move(req.body);
-  r.who = who;
-  r.request_id = req.request_id;
-  llm::start_call(std::move(c), svc, std::move(r), out);
+  launch(std::move(ctx), svc, req, out, who, std::move(r));
 }
 
 void responses(std::shared_ptr<const llm::context> ctx, const actors::services& svc,
                core::api_request& req, core::responder_ptr& out, const core::principal& who) {
-  auto c = no_llm_guard(ctx, out, true);
-  if (!c)
-    return;
   rapidjson::Document d;
-  d.Parse(req.body.data(), req.body.size());
-  if (d.HasParseError() || !d.IsObject()) {
-    bad_request(out, true, "the body must be a JSON object");
-    return;
-  }
   llm::call_request r;
-  r.kind = llm::call_kind::responses;
-  if (!d.HasMember("model") || !d["model"].IsString() || d["model"].GetStringLength() == 0) {
-    bad_request(out, true, "model is required and must be a string", "model");
+  if (!begin_call(ctx, req, out, true, llm::call_kind::responses, d, r))
     return;
-  }
-  r.model = d["model"].GetString();
   if (!d.HasMember("input")) {
     bad_request(out, true, "input is required", "input");
     return;
@@ -204,40 +210,21 @@ void responses(std::shared_ptr<const llm::context> ctx, const actors::services& 
     return;
   }
   r.prompt_tokens = core::llm::estimate_prompt_tokens(bytes, 1);
-  r.body = std::move(req.body);
-  r.who = who;
-  r.request_id = req.request_id;
-  llm::start_call(std::move(c), svc, std::move(r), out);
+  launch(std::move(ctx), svc, req, out, who, std::move(r));
 }
 
 void images(std::shared_ptr<const llm::context> ctx, const actors::services& svc,
             core::api_request& req, core::responder_ptr& out, const core::principal& who) {
-  auto c = no_llm_guard(ctx, out, false);
-  if (!c)
-    return;
   rapidjson::Document d;
-  d.Parse(req.body.data(), req.body.size());
-  if (d.HasParseError() || !d.IsObject()) {
-    bad_request(out, false, "the body must be a JSON object");
+  llm::call_request r;
+  if (!begin_call(ctx, req, out, false, llm::call_kind::images, d, r))
     return;
-  }
   if (!d.HasMember("prompt") || !d["prompt"].IsString() || d["prompt"].GetStringLength() == 0) {
     bad_request(out, false, "prompt is required and must be a string");
     return;
   }
-  if (!d.HasMember("model") || !d["model"].IsString()) {
-    bad_request(out, false, "model is required and must be a string");
-    return;
-  }
-  llm::call_request r;
-  r.kind = llm::call_kind::images;
-  r.model = d["model"].GetString();
   r.prompt_tokens = core::llm::estimate_prompt_tokens(d["prompt"].GetStringLength(), 1);
-  r.body = std::move(req.body);
-  r.who = who;
-  r.request_id = req.request_id;
-  r.openai_errors = false;
-  llm::start_call(std::move(c), svc, std::move(r), out);
+  launch(std::move(ctx), svc, req, out, who, std::move(r));
 }
 
 void send_message(std::shared_ptr<const llm::context> ctx, const actors::services& svc,
@@ -269,34 +256,30 @@ void send_message(std::shared_ptr<const llm::context> ctx, const actors::service
   llm::start_call(std::move(c), svc, std::move(r), out);
 }
 
+/// An authenticated route over one of the handlers above.
+template <class Handler>
+actors::route_handler llm_route(access a, std::shared_ptr<const llm::context> ctx, Handler h) {
+  return authenticated(a, [ctx, h](actors::router_pointer, const actors::services& svc,
+                                   core::api_request& req, core::responder_ptr& out,
+                                   const core::principal& who) { h(ctx, svc, req, out, who); });
+}
+
 } // namespace
 
 actors::route_handler chat_completions_route(access a, std::shared_ptr<const llm::context> ctx) {
-  return authenticated(a, [ctx](actors::router_pointer, const actors::services& svc,
-                                core::api_request& req, core::responder_ptr& out,
-                                const core::principal& who) { chat(ctx, svc, req, out, who); });
+  return llm_route(a, std::move(ctx), chat);
 }
 
 actors::route_handler responses_route(access a, std::shared_ptr<const llm::context> ctx) {
-  return authenticated(a, [ctx](actors::router_pointer, const actors::services& svc,
-                                core::api_request& req, core::responder_ptr& out,
-                                const core::principal& who) {
-    responses(ctx, svc, req, out, who);
-  });
+  return llm_route(a, std::move(ctx), responses);
 }
 
 actors::route_handler images_route(access a, std::shared_ptr<const llm::context> ctx) {
-  return authenticated(a, [ctx](actors::router_pointer, const actors::services& svc,
-                                core::api_request& req, core::responder_ptr& out,
-                                const core::principal& who) { images(ctx, svc, req, out, who); });
+  return llm_route(a, std::move(ctx), images);
 }
 
 actors::route_handler send_message_route(access a, std::shared_ptr<const llm::context> ctx) {
-  return authenticated(a, [ctx](actors::router_pointer, const actors::services& svc,
-                                core::api_request& req, core::responder_ptr& out,
-                                const core::principal& who) {
-    send_message(ctx, svc, req, out, who);
-  });
+  return llm_route(a, std::move(ctx), send_message);
 }
 
 actors::route_handler openai_models_route(access a, std::shared_ptr<const llm::context> ctx) {

@@ -33,6 +33,12 @@ using cancel_atom = caf::atom_constant<caf::atom("cancel")>;
 
 constexpr std::size_t max_error_body = 64 * 1024;
 
+/// How long a reservation or a hold may take. Longer than the worst case
+/// behind them (a lookup, a counters read, a write: about 30 s when storage
+/// is failing), so that a grant never arrives after the call gave up on it
+/// (it would stay reserved or held).
+constexpr auto grant_timeout = std::chrono::seconds{90};
+
 /// What an upstream attempt came to.
 struct upstream_result {
   std::string error;        ///< transport error; empty when a response came
@@ -428,7 +434,10 @@ void end(caf::event_based_actor* self, state_ptr st) {
 /// Settles nothing used and answers the error that was recorded last.
 void fail_with_last(caf::event_based_actor* self, state_ptr st) {
   settle(self, st, 0, 0, [self, st](actors::key_usage) {
-    if (!st->fail_body.empty()) {
+    if (st->fail_status == 0) {
+      // Nothing failed: the client left before the call got anywhere.
+      answer_error(*st, 499, "client_closed", "cancelled", "the client closed the request");
+    } else if (!st->fail_body.empty()) {
       core::api_response res;
       res.status = st->fail_status;
       res.body = std::move(st->fail_body);
@@ -504,7 +513,12 @@ void on_result(caf::event_based_actor* self, state_ptr st, upstream_result& r) {
     const auto completion = r.completion_tokens >= 0
                               ? r.completion_tokens
                               : core::llm::estimate_tokens(r.text.size());
-    release_slot(st, r.error.empty(), prompt + completion);
+    // A client that left is not the provider's failure.
+    release_slot(st, r.error.empty() || r.error == "cancelled", prompt + completion);
+    if (!st->answered) {  // the head went out from the client's I/O thread
+      st->answered = true;
+      count_call(*st, 200);
+    }
     if (!r.error.empty() && r.error != "cancelled") {
       // The head went out as 200: the failure can only be told in-band.
       st->stream->push("data: " + api::openai_error_body("upstream stream broke: " + r.error,
@@ -588,7 +602,9 @@ void on_result(caf::event_based_actor* self, state_ptr st, upstream_result& r) {
            });
     return;
   }
-  release_slot(st, false, 0);
+  // Only the provider's own failures count against it: not a request it
+  // refused (4xx other than 429), which another client could send at will.
+  release_slot(st, !retryable(r), 0);
   // Remember why, in case nothing else works.
   if (!r.error.empty()) {
     st->fail_body.clear();
@@ -605,6 +621,18 @@ void on_result(caf::event_based_actor* self, state_ptr st, upstream_result& r) {
     st->fail_message = "provider " + st->current().provider->cfg.name + " answered "
                        + std::to_string(r.status);
     st->fail_retry_after = parse_retry_after(r.retry_after);
+  } else if (r.status == 401 || r.status == 403 || r.status == 407) {
+    // The provider refused tollgate's own credentials. Its body can quote
+    // part of the upstream key: never passed on.
+    spdlog::error("request {}: provider {} refused the gateway's credentials ({})",
+                  st->req.request_id, st->current().provider->cfg.name, r.status);
+    st->fail_body.clear();
+    st->fail_status = 502;
+    st->fail_type = "server_error";
+    st->fail_code = "bad_gateway";
+    st->fail_message = "provider " + st->current().provider->cfg.name
+                       + " refused the gateway's credentials";
+    st->fail_retry_after = 0;
   } else {
     // The upstream refused the request itself (400, 404, ...): its own
     // error, as it said it, and no retry.
@@ -864,7 +892,7 @@ void reserve_and_hold(caf::event_based_actor* self, state_ptr st) {
   if (!st->req.who.anonymous) {
     ++g->left;
     self
-      ->request(st->svc.directory, st->svc.ask_timeout, actors::reserve_atom::value,
+      ->request(st->svc.directory, grant_timeout, actors::reserve_atom::value,
                 st->req.who.key_hash, st->reserved)
       .then(
         [st, g, decide](actors::token_reservation& t) {
@@ -883,7 +911,7 @@ void reserve_and_hold(caf::event_based_actor* self, state_ptr st) {
   if (worst > 0 && !st->req.who.anonymous) {
     ++g->left;
     self
-      ->request(st->svc.wallet, st->svc.ask_timeout, actors::hold_atom::value,
+      ->request(st->svc.wallet, grant_timeout, actors::hold_atom::value,
                 st->req.who.user_id, worst)
       .then(
         [st, g, decide](actors::credit_hold& h) {

@@ -101,6 +101,9 @@ public:
   void finish() override {
     net::post(ex_, [s = session_] { s->stream_finish(); });
   }
+  void abort() override {
+    net::post(ex_, [s = session_] { s->stream_finish(true); });
+  }
 
 private:
   std::shared_ptr<session> session_;
@@ -392,11 +395,14 @@ void session::stream_write(std::string bytes) {
   stream_pump();
 }
 
-void session::stream_finish() {
+void session::stream_finish(bool broken) {
   if (phase_ != phase::streaming || stream_finished_)
     return;
   stream_finished_ = true;
-  stream_queue_.emplace_back("0\r\n\r\n");
+  if (broken)
+    stream_close_ = true;  // no last chunk: the client sees the answer was cut
+  else
+    stream_queue_.emplace_back("0\r\n\r\n");
   stream_pump();
 }
 

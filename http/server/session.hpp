@@ -43,7 +43,8 @@ public:
   void set_cancel(std::function<void()> cancel);
   /// Called on the strand by the stream sink.
   void stream_write(std::string bytes);
-  void stream_finish();
+  /// `broken`: close without the last chunk.
+  void stream_finish(bool broken = false);
 
 private:
   enum class phase { idle, reading, waiting, writing, streaming, closed };

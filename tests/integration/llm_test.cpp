@@ -168,6 +168,11 @@ TEST_CASE("chat completion as SSE: relayed as it comes, usage from the stream",
   REQUIRE(u);
   CHECK(json(*u)["usage"]["daily_tokens_used"].GetInt64() == 16);
   CHECK(balance_micro(g, a.key) == 10'000'000 - cost);
+  // Counted once, as a success.
+  const auto m = g.call("GET", "/metrics").body;
+  CHECK(m.find(R"(tollgate_llm_calls_total{provider="mock",model="m1",outcome="ok"} 1)")
+        != std::string::npos);
+  CHECK(m.find("outcome=\"upstream_error\"") == std::string::npos);
 }
 
 TEST_CASE("not enough credits: 402 before any upstream call, nothing kept",
@@ -631,4 +636,35 @@ TEST_CASE("a request limit under /v1/ answers 429 in OpenAI's envelope with the 
   REQUIRE(r.status == 429);
   CHECK(str(json(r)["error"]) == "rate_limit_exceeded");
   CHECK(json(r)["status_code"].GetInt() == 429);
+}
+
+TEST_CASE("refused requests do not take a provider down; its credential errors stay private",
+          "[integration][llm]") {
+  mock up;
+  test::temp_dir dir;
+  instance g{dir.str("data"), core::system_clock::instance(), [&](core::config& c) {
+               auto refusing = provider("refusing", up.url(), {{"X-Mock-Status", "400"}});
+               refusing.retries = 0;
+               auto locked = provider("locked", up.url(), {{"X-Mock-Status", "401"}});
+               locked.retries = 0;
+               locked.models[0].id = "m2";
+               c.llm.providers = {refusing, locked};
+               c.llm.agent_model = "m1";
+             }};
+  auto a = create_user(g, "alice");
+  // Eight 400s in a row: the upstream's own error each time, never "down".
+  for (int i = 0; i < 8; ++i) {
+    auto r = g.call("POST", "/v1/chat/completions", a.key, chat_body());
+    CHECK(r.status == 400);
+    CHECK(r.body.find("forced by X-Mock-Status") != std::string::npos);
+  }
+  CHECK(str(json(g.call("GET", "/api/agent/status", a.key))["status"]) == "online");
+  CHECK(tokens_used(g, a.key) == 0);
+  // A provider that refuses tollgate's key: 502, and its body is not passed on.
+  auto r = g.call("POST", "/v1/chat/completions", a.key,
+                  R"({"model":"m2","messages":[{"role":"user","content":"x"}]})");
+  CHECK(r.status == 502);
+  CHECK(r.body.find("forced by X-Mock-Status") == std::string::npos);
+  CHECK(str(json(r)["error"]["message"]).find("refused the gateway's credentials")
+        != std::string::npos);
 }

@@ -127,3 +127,27 @@ TEST_CASE("the example configs put their APIs behind proxy routes", "[config][pr
   CHECK(tt.limits.tokens_per_month == 2'000'000);
   CHECK(tt.limits.requests_per_day == 1'000);
 }
+
+TEST_CASE("a backend answer that breaks off reaches the client as cut, not complete",
+          "[integration][proxy]") {
+  test::mock_upstream up;
+  test::temp_dir dir;
+  instance g{dir.str("data"), core::system_clock::instance(), [&](core::config& c) {
+               auto r = route("/backend", up.base());
+               r.strip_prefix = true;
+               c.routes = {r};
+             }};
+  auto a = create_user(g, "alice");
+  test::connection c{g.port()};
+  c.send(test::make_request(
+    "POST", "/backend/v1/chat/completions",
+    "Authorization: Bearer " + a.key + "\r\nX-Mock-Break-After: 2\r\nX-Mock-Chunks: 10\r\n",
+    R"({"model":"m","stream":true,"messages":[]})"));
+  std::string seen;
+  // The head and two chunks come, then the connection closes without the
+  // chunked body's last chunk.
+  CHECK(c.closed_by_peer(&seen));
+  CHECK(seen.find("HTTP/1.1 200") == 0);
+  CHECK(seen.find("word1") != std::string::npos);
+  CHECK(seen.find("\r\n0\r\n\r\n") == std::string::npos);
+}
