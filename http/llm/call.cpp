@@ -774,17 +774,8 @@ void call_upstream(caf::event_based_actor* self, state_ptr st) {
   }
 }
 
-void acquire(caf::event_based_actor* self, state_ptr st) {
-  if (st->cancelled) {
-    fail_with_last(self, st);
-    return;
-  }
-  const auto& p = *st->current().provider;
-  self
-    ->request(p.actor, p.cfg.queue_timeout + std::chrono::seconds{30},
-              actors::acquire_atom::value, st->reserved)
-    .then(
-      [self, st](actors::provider_slot& s) {
+/// What the provider said about a slot for the current candidate.
+void on_slot(caf::event_based_actor* self, state_ptr st, const actors::provider_slot& s) {
         if (!s.granted) {
           st->fail_body.clear();
           st->fail_status = s.refusal == "down" ? 503 : 429;
@@ -808,17 +799,37 @@ void acquire(caf::event_based_actor* self, state_ptr st) {
           return;
         }
         call_upstream(self, st);
-      },
-      [self, st](caf::error& e) {
-        st->fail_body.clear();
-        st->fail_status = 503;
-        st->fail_code = "down";
-        st->fail_type = "server_error";
-        st->fail_message = "provider " + st->current().provider->cfg.name
-                           + " did not answer: " + to_string(e);
-        st->fail_retry_after = 1;
-        try_next(self, st);
-      });
+}
+
+void on_slot_error(caf::event_based_actor* self, state_ptr st, const caf::error& e) {
+  st->fail_body.clear();
+  st->fail_status = 503;
+  st->fail_code = "down";
+  st->fail_type = "server_error";
+  st->fail_message = "provider " + st->current().provider->cfg.name
+                     + " did not answer: " + to_string(e);
+  st->fail_retry_after = 1;
+  try_next(self, st);
+}
+
+/// Asks the current candidate's provider for a slot; `ok` or `err` follow.
+template <class Ok, class Err>
+void request_slot(caf::event_based_actor* self, const state_ptr& st, Ok ok, Err err) {
+  const auto& p = *st->current().provider;
+  self
+    ->request(p.actor, p.cfg.queue_timeout + std::chrono::seconds{30},
+              actors::acquire_atom::value, st->reserved)
+    .then(std::move(ok), std::move(err));
+}
+
+void acquire(caf::event_based_actor* self, state_ptr st) {
+  if (st->cancelled) {
+    fail_with_last(self, st);
+    return;
+  }
+  request_slot(
+    self, st, [self, st](actors::provider_slot& s) { on_slot(self, st, s); },
+    [self, st](caf::error& e) { on_slot_error(self, st, e); });
 }
 
 void try_next(caf::event_based_actor* self, state_ptr st) {
@@ -842,20 +853,42 @@ void reserve_and_hold(caf::event_based_actor* self, state_ptr st) {
                               + core::llm::price_micro(st->max_tokens,
                                                        c.model->completion_price_micro_per_mtok));
   struct gate {
-    int left = 1;
+    int left = 1;  ///< the reservation and the hold
     bool tokens_refused = false;
     actors::token_reservation tokens;
     bool credits_refused = false;
     actors::credit_hold credits;
     caf::error error;
+    // The first candidate's slot is asked for at the same time. The actor
+    // stays until its answer came, so a slot is never granted to nobody.
+    bool slot_done = false;
+    actors::provider_slot slot;
+    caf::error slot_error;
+    bool refused = false;   ///< the call is over: give the slot back
+    bool answered = false;  ///< the refusal is answered
   };
   auto g = std::make_shared<gate>();
-  const auto decide = [self, st, g, worst] {
+  const auto maybe_end = [self, st, g] {
+    if (g->refused && g->slot_done && g->answered)
+      end(self, st);
+  };
+  const auto go = [self, st, g] {
+    if (g->slot_error)
+      on_slot_error(self, st, g->slot_error);
+    else
+      on_slot(self, st, g->slot);
+  };
+  const auto decide = [self, st, g, worst, maybe_end, go] {
     if (--g->left != 0)
       return;
     if (g->error || g->tokens_refused || g->credits_refused) {
+      g->refused = true;
+      if (g->slot_done && g->slot.granted) {
+        st->slot = true;
+        release_slot(st, true, 0);
+      }
       // settle() gives back whatever was granted: tokens and the hold.
-      settle(self, st, 0, 0, [self, st, g, worst](actors::key_usage) {
+      settle(self, st, 0, 0, [self, st, g, worst, maybe_end](actors::key_usage) {
         if (g->error) {
           const auto [code, detail] = actors::from_error(g->error);
           answer_error(*st, static_cast<std::uint16_t>(status_of(code)), "server_error",
@@ -883,12 +916,37 @@ void reserve_and_hold(caf::event_based_actor* self, state_ptr st) {
                          + std::to_string(api::credits(worst)) + " credits, the balance is "
                          + std::to_string(api::credits(g->credits.balance_micro)));
         }
-        end(self, st);
+        g->answered = true;
+        maybe_end();
       });
       return;
     }
-    acquire(self, st);
+    if (g->slot_done)
+      go();  // else the slot's answer goes on
   };
+  request_slot(
+    self, st,
+    [st, g, maybe_end, go](actors::provider_slot& s) {
+      g->slot_done = true;
+      g->slot = s;
+      if (g->refused) {
+        if (s.granted) {
+          st->slot = true;
+          release_slot(st, true, 0);
+        }
+        maybe_end();
+      } else if (g->left == 0) {
+        go();
+      }
+    },
+    [st, g, maybe_end, go](caf::error& e) {
+      g->slot_done = true;
+      g->slot_error = std::move(e);
+      if (g->refused)
+        maybe_end();
+      else if (g->left == 0)
+        go();
+    });
   if (!st->req.who.anonymous) {
     ++g->left;
     self
