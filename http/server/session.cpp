@@ -268,6 +268,8 @@ void session::handle_request() {
   counted_in_flight_ = true;
   route_ = ctx_->metrics->unmatched();
   const bool close = !req.keep_alive();
+  head_request_ = req.method() == bhttp::verb::head;
+  http10_ = req.version() < 11;
   drain_ = drain_ || close;
 
   if (ctx_->draining.load(std::memory_order_acquire)) {
@@ -385,13 +387,17 @@ void session::client_gone() {
 void session::stream_write(std::string bytes) {
   if (phase_ != phase::streaming || stream_finished_ || bytes.empty())
     return;
-  char size[20];
-  const auto r = std::to_chars(size, size + sizeof size, bytes.size(), 16);
-  std::string frame;
-  frame.reserve(bytes.size() + 16);
-  frame.append(size, r.ptr).append("\r\n").append(bytes).append("\r\n");
   stream_bytes_ += bytes.size();
-  stream_queue_.push_back(std::move(frame));
+  if (http10_) {
+    stream_queue_.push_back(std::move(bytes));
+  } else {
+    char size[20];
+    const auto r = std::to_chars(size, size + sizeof size, bytes.size(), 16);
+    std::string frame;
+    frame.reserve(bytes.size() + 16);
+    frame.append(size, r.ptr).append("\r\n").append(bytes).append("\r\n");
+    stream_queue_.push_back(std::move(frame));
+  }
   stream_pump();
 }
 
@@ -401,7 +407,7 @@ void session::stream_finish(bool broken) {
   stream_finished_ = true;
   if (broken)
     stream_close_ = true;  // no last chunk: the client sees the answer was cut
-  else
+  else if (!http10_)
     stream_queue_.emplace_back("0\r\n\r\n");
   stream_pump();
 }
@@ -463,7 +469,12 @@ void session::send(core::api_response&& res, bool close) {
     head_.append(name).append(": ").append(value).append("\r\n");
   head_.append(res.raw_headers);
   if (res.stream) {
-    head_.append("Transfer-Encoding: chunked\r\n");
+    // An HTTP/1.0 client knows no chunked encoding: the body ends when the
+    // connection closes.
+    if (http10_)
+      close = true;
+    else
+      head_.append("Transfer-Encoding: chunked\r\n");
     if (close)
       head_.append("Connection: close\r\n");
     head_.append("\r\n");
@@ -491,6 +502,8 @@ void session::send(core::api_response&& res, bool close) {
     head_.append("Connection: close\r\n");
   head_.append("\r\n");
   body_ = std::move(res.body);
+  if (head_request_)
+    body_.clear();  // Content-Length says what a GET would have sent
   stream_.expires_after(ctx_->cfg.request_timeout);
   const std::array<net::const_buffer, 2> out{net::buffer(head_), net::buffer(body_)};
   net::async_write(stream_, out,

@@ -84,6 +84,8 @@ private:
   std::string path_;
   std::string request_id_;
   std::uint32_t route_ = 0;
+  bool head_request_ = false;  ///< HEAD: the answer has no body (RFC 9110)
+  bool http10_ = false;        ///< HTTP/1.0: no chunked encoding; a stream ends by closing
   // Client-gone detection and streamed answers.
   std::function<void()> cancel_;
   bool watching_ = false;

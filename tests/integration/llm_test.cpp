@@ -668,3 +668,39 @@ TEST_CASE("refused requests do not take a provider down; its credential errors s
   CHECK(str(json(r)["error"]["message"]).find("refused the gateway's credentials")
         != std::string::npos);
 }
+
+TEST_CASE("an HTTP/1.0 client gets a stream unchunked, ended by the close; HEAD gets no body",
+          "[integration][llm][http]") {
+  test::temp_dir dir;
+  instance g{dir.str("data"), core::system_clock::instance(), [&](core::config& c) {
+               c.llm.providers = {provider("demo", "builtin:demo")};
+             }};
+  auto a = create_user(g, "alice");
+  const std::string body =
+    R"({"model":"m1","stream":true,"messages":[{"role":"user","content":"hi"}]})";
+  {
+    test::connection c{g.port()};
+    c.send("POST /v1/chat/completions HTTP/1.0\r\nHost: x\r\nAuthorization: Bearer " + a.key
+           + "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+    std::string seen;
+    REQUIRE(c.closed_by_peer(&seen));
+    CHECK(seen.find("HTTP/1.1 200") == 0);
+    CHECK(seen.find("Transfer-Encoding") == std::string::npos);
+    CHECK(seen.find("Connection: close") != std::string::npos);
+    const auto start = seen.find("\r\n\r\n") + 4;
+    CHECK(seen.compare(start, 6, "data: ") == 0);  // no chunk-size line
+    CHECK(seen.find("data: [DONE]") != std::string::npos);
+  }
+  {
+    // HEAD on a GET-only route: 405 with Content-Length but no body, so the
+    // pipelined request after it is read correctly.
+    test::connection c{g.port()};
+    c.send("HEAD /ping HTTP/1.1\r\nHost: x\r\n\r\nGET /ping HTTP/1.1\r\nHost: x\r\n"
+           "Connection: close\r\n\r\n");
+    std::string seen;
+    REQUIRE(c.closed_by_peer(&seen));
+    CHECK(seen.find("HTTP/1.1 405") == 0);
+    const auto end_of_head = seen.find("\r\n\r\n") + 4;
+    CHECK(seen.compare(end_of_head, 12, "HTTP/1.1 200") == 0);
+  }
+}
