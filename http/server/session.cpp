@@ -443,9 +443,14 @@ void session::stream_pump() {
 void session::on_drain() {
   drain_ = true;
   // An idle keep-alive connection has no request to finish: close it now.
-  // Busy ones close after their response.
-  if (phase_ == phase::idle)
-    stream_.cancel();
+  // Busy ones close after their response. Bytes already waiting in the
+  // socket are a request that arrived before the drain: it is read and
+  // answered (503) rather than dropped.
+  if (phase_ == phase::idle) {
+    beast::error_code ec;
+    if (stream_.socket().available(ec) == 0 || ec)
+      stream_.cancel();
+  }
 }
 
 void session::send(core::api_response&& res, bool close) {
