@@ -128,7 +128,11 @@ void gateway::start() {
     needs_client = needs_client || p.base_url != "builtin:demo";
   if (needs_client)
     s.upstream = std::make_shared<http::client::client>(http::client::client::options{});
-  s.llm = http::llm::make_context(s.cfg.llm, *s.system, s.clock, s.upstream, &s.registry);
+  try {
+    s.llm = http::llm::make_context(s.cfg.llm, *s.system, s.clock, s.upstream, &s.registry);
+  } catch (const std::invalid_argument& e) {
+    throw config_error(e.what());  // exit code 2, like every other bad setting
+  }
   // Every [[limits.routes]] template under a proxy prefix is a route of that
   // proxy, so its limit has a route to apply to.
   auto proxies = s.cfg.routes;
@@ -137,7 +141,11 @@ void gateway::start() {
       if (l.path.rfind(p.prefix + "/", 0) == 0 || l.path == p.prefix)
         if (std::find(p.paths.begin(), p.paths.end(), l.path) == p.paths.end())
           p.paths.push_back(l.path);
-  s.routes = http::build_routes(s.llm, proxies, s.upstream);
+  try {
+    s.routes = http::build_routes(s.llm, proxies, s.upstream);
+  } catch (const std::invalid_argument& e) {
+    throw config_error(e.what());
+  }
   actors::services svc;
   svc.storage = s.storage;
   svc.accounts = s.accounts;

@@ -10,6 +10,7 @@
 
 #include <cstdlib>
 #include <mutex>
+#include <stdexcept>
 
 namespace tollgate::http {
 
@@ -146,8 +147,8 @@ actors::route_handler proxy_handler(const core::proxy_route_config& cfg,
   if (!cfg.credential_env.empty()) {
     const char* v = std::getenv(cfg.credential_env.c_str());
     if (v == nullptr || *v == '\0')
-      throw std::runtime_error("route " + cfg.prefix + ": the environment variable "
-                               + cfg.credential_env + " is not set");
+      throw std::invalid_argument("routes: " + cfg.prefix + ": the environment variable "
+                                  + cfg.credential_env + " is not set");
     rs->credential = v;
   }
   // The group is a string the route handler keeps; access holds a pointer.

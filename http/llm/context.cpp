@@ -78,8 +78,12 @@ std::shared_ptr<context> make_context(const core::llm_config& cfg, caf::actor_sy
           spdlog::info("provider {}: {} is not set; the provider is off", p.name, p.api_key_env);
           continue;
         }
-        throw std::runtime_error("provider " + p.name + ": the environment variable "
-                                 + p.api_key_env + " is not set");
+        // The actors spawned so far must go, or the actor system would
+        // wait for them forever at exit.
+        stop_context(*ctx);
+        throw std::invalid_argument("providers: " + p.name + ": the environment variable "
+                                    + p.api_key_env
+                                    + " is not set (or mark the provider optional = true)");
       }
       e.api_key = v;
     }

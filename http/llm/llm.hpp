@@ -67,7 +67,8 @@ struct context {
 
 /// Spawns a provider actor per configured provider; calls go through `http`.
 /// An optional provider whose api_key_env is unset is left out with a log
-/// line; a required one throws std::runtime_error.
+/// line; a required one throws std::invalid_argument (a configuration
+/// error).
 std::shared_ptr<context> make_context(const core::llm_config& cfg, caf::actor_system& sys,
                                       const core::clock& clock,
                                       std::shared_ptr<client::client> http,

@@ -47,6 +47,19 @@ TEST_CASE("a bad config stops the start with exit code 2 and names key and line"
     CHECK(p.output().find(file + ":2: storage.sync_writes: expected a boolean, got a string")
           != std::string::npos);
   }
+  SECTION("a required provider whose key is not in the environment") {
+    std::ofstream{file} << "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\ndata_dir = \""
+                        << dir.str("data") << "\"\n"
+                        // A provider that starts fine first: its actor must not
+                        // keep the process from exiting.
+                        << "[[providers]]\nname = \"demo\"\nbase_url = \"builtin:demo\"\n"
+                        << "[[providers]]\nname = \"p\"\n"
+                        << "base_url = \"https://api.example.com/v1\"\n"
+                        << "api_key_env = \"TOLLGATE_TEST_NEVER_SET_KEY\"\n";
+    test::child_process p{{TOLLGATE_BINARY, "--config", file}};
+    CHECK(p.wait(10s) == 2);
+    CHECK(p.output().find("TOLLGATE_TEST_NEVER_SET_KEY is not set") != std::string::npos);
+  }
   SECTION("missing file") {
     test::child_process p{{TOLLGATE_BINARY, "--config", dir.str("absent.toml")}};
     CHECK(p.wait(10s) == 2);
