@@ -1,4 +1,5 @@
 #include "actors/key_directory.hpp"
+#include "actors/write_path.hpp"
 
 #include "core/api_key.hpp"
 #include "core/limit_policies.hpp"
@@ -109,14 +110,8 @@ void schedule_persist(key_pointer self) {
 /// the error ("" when committed).
 template <class Done>
 void store_ops(key_pointer self, std::vector<storage::write_op> ops, Done done) {
-  auto& st = self->state;
-  if (st.cfg.direct) {
-    done(st.cfg.direct->apply(ops));
-    return;
-  }
-  self->request(st.cfg.storage, std::chrono::seconds{10}, write_atom::value, std::move(ops))
-    .then([done](write_ack& ack) mutable { done(ack.error); },
-          [done](caf::error& e) mutable { done(to_string(e)); });
+  write_ops(self, self->state.cfg.storage, self->state.cfg.direct, std::move(ops),
+            std::move(done));
 }
 
 void persist(key_pointer self) {

@@ -1,5 +1,7 @@
 #include "actors/wallet.hpp"
 
+#include "actors/write_path.hpp"
+
 #include <caf/actor_system.hpp>
 #include <caf/typed_event_based_actor.hpp>
 #include <caf/typed_response_promise.hpp>
@@ -60,24 +62,12 @@ template <class Done>
 void write_now(wallet_pointer self, std::vector<storage::write_op> ops, Done done) {
   ops.push_back({static_cast<std::uint8_t>(storage::column::meta), "seq/ledger",
                  std::to_string(self->state.next_entry), false});
-  if (self->state.direct) {
-    const auto error = self->state.direct->apply(ops);
-    if (!error.empty())
-      spdlog::error("wallet: write refused: {}", error);
-    done(error.empty());
-    return;
-  }
-  self->request(self->state.storage, write_timeout, write_atom::value, std::move(ops))
-    .then(
-      [done](write_ack& ack) mutable {
-        if (!ack.ok())
-          spdlog::error("wallet: write refused: {}", ack.error);
-        done(ack.ok());
-      },
-      [done](caf::error& e) mutable {
-        spdlog::error("wallet: write not confirmed: {}", to_string(e));
-        done(false);
-      });
+  write_ops(self, self->state.storage, self->state.direct, std::move(ops),
+            [done](const std::string& error) mutable {
+              if (!error.empty())
+                spdlog::error("wallet: write not committed: {}", error);
+              done(error.empty());
+            });
 }
 
 /// Writes of a burst (the messages already in the mailbox) share one batch:
