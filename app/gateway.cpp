@@ -17,6 +17,7 @@
 
 #include <tollgate/version.hpp>
 
+#include <boost/asio/io_context.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 #include <caf/scoped_actor.hpp>
@@ -43,6 +44,9 @@ struct gateway::impl {
   actors::accounts_actor accounts;
   actors::wallet_actor wallet;
   actors::chat_sessions_actor chat;
+  /// The I/O threads' io_context: the server's sessions and the upstream
+  /// client's calls both run on it. It goes after both.
+  std::unique_ptr<boost::asio::io_context> io;
   std::shared_ptr<http::client::client> upstream;
   std::shared_ptr<http::llm::context> llm;
   std::vector<actors::router_actor> routers;
@@ -88,8 +92,15 @@ void gateway::start() {
 
   s.caf_cfg = std::make_unique<caf::actor_system_config>();
   const unsigned hw = std::max(1U, std::thread::hardware_concurrency());
-  s.caf_cfg->set("scheduler.max-threads",
-                 static_cast<std::size_t>(s.cfg.actors.threads == 0 ? hw : s.cfg.actors.threads));
+  // By default the actors get the cores the I/O threads leave: on two
+  // cores, one scheduler thread beside one I/O thread answered the LLM
+  // route 1.5x faster at 1 connection and 2x at 32 than two scheduler
+  // threads did (BENCHMARKS.md, "Threads").
+  const unsigned io = std::max(1U, s.cfg.server.io_threads);
+  const unsigned workers = s.cfg.actors.threads != 0 ? s.cfg.actors.threads
+                           : hw > io                ? hw - io
+                                                    : 1U;
+  s.caf_cfg->set("scheduler.max-threads", static_cast<std::size_t>(workers));
   // CAF's idle workers poll with 50 us sleeps before they block on a
   // condition variable; every request that finds a worker in that phase
   // waits out a sleep. Blocking right after the spin phase halves /ping's
@@ -126,8 +137,12 @@ void gateway::start() {
   bool needs_client = !s.cfg.routes.empty();
   for (const auto& p : s.cfg.llm.providers)
     needs_client = needs_client || p.base_url != "builtin:demo";
-  if (needs_client)
-    s.upstream = std::make_shared<http::client::client>(http::client::client::options{});
+  s.io = std::make_unique<boost::asio::io_context>();
+  if (needs_client) {
+    http::client::client::options o;
+    o.io = s.io.get();
+    s.upstream = std::make_shared<http::client::client>(o);
+  }
   try {
     s.llm = http::llm::make_context(s.cfg.llm, *s.system, s.clock, s.upstream, &s.registry);
   } catch (const std::invalid_argument& e) {
@@ -171,7 +186,7 @@ void gateway::start() {
     *s.system, s.routers,
     s.cfg.server.bridge == "actor" ? http::bridge_mode::actor : http::bridge_mode::responder);
   s.server = std::make_unique<http::server>(s.cfg.server, s.routes.table, *s.dispatch,
-                                            *s.http_metrics, s.cfg.log.access_log);
+                                            *s.http_metrics, s.cfg.log.access_log, s.io.get());
   s.started = true;
   s.server->start();
   spdlog::info("tollgate {} listening on http://{}:{} (data dir {})", core::version,

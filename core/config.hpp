@@ -50,7 +50,7 @@ struct log_config {
 };
 
 struct actors_config {
-  unsigned threads = 0;  ///< CAF scheduler threads; 0 = number of cores
+  unsigned threads = 0;  ///< CAF scheduler threads; 0 = cores minus server.io_threads (at least 1)
   /// Spins of an idle worker before it sleeps (CAF's default: 100).
   unsigned aggressive_poll_attempts = 100;
   /// Polls with 50 us sleeps after the spins (CAF's default: 500); 0 makes an

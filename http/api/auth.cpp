@@ -158,8 +158,13 @@ actors::route_handler authenticated(access a, authed_handler h) {
     }
     auto hash = core::api_key::sha256_hex(key);
     actors::admission adm{req.method, req.route, 1, true};
+    // No timeout on this request: a timeout is a timer in CAF's clock
+    // thread, which wakes twice per request (set and cancel) and cost every
+    // metered route measurably. The directory always answers within bounds
+    // of its own: its storage and accounts lookups carry 10 s timeouts, and
+    // a key actor that stops bounces what is still in its mailbox.
     self
-      ->request(svc.directory, svc.ask_timeout, actors::auth_atom::value, std::move(hash),
+      ->request(svc.directory, caf::duration{caf::infinite}, actors::auth_atom::value, std::move(hash),
                 std::move(adm))
       .then(
         [a, h, self, &svc, req = std::move(req), out](actors::auth_decision& d) mutable {

@@ -820,7 +820,13 @@ void call_handle::cancel() noexcept {
 }
 
 struct client::impl {
-  explicit impl(options o) : opts(std::move(o)), work(net::make_work_guard(ioc)), sweep(ioc) {
+  explicit impl(options o)
+    : opts(std::move(o)),
+      owned(opts.io == nullptr ? std::make_unique<net::io_context>() : nullptr),
+      ioc(opts.io == nullptr ? *owned : *opts.io),
+      sweep(ioc) {
+    if (owned)
+      work.emplace(net::make_work_guard(ioc));
     state->max_idle_per_host = opts.max_idle_per_host;
     state->idle_ttl = opts.idle_ttl;
     init_tls();
@@ -882,14 +888,15 @@ struct client::impl {
   ssl::context tls_context{ssl::context::tls_client};
   detail::tls_settings tls;
   std::shared_ptr<detail::shared_state> state = std::make_shared<detail::shared_state>();
-  net::io_context ioc;
-  net::executor_work_guard<net::io_context::executor_type> work;
+  std::unique_ptr<net::io_context> owned;  ///< null when running on options::io
+  net::io_context& ioc;
+  std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
   net::steady_timer sweep;
   std::vector<std::thread> threads;
 };
 
 client::client(options o) : impl_(std::make_unique<impl>(std::move(o))) {
-  const auto n = std::max<std::size_t>(1, impl_->opts.threads);
+  const auto n = impl_->owned ? std::max<std::size_t>(1, impl_->opts.threads) : 0;
   impl_->schedule_sweep();
   impl_->threads.reserve(n);
   for (std::size_t i = 0; i < n; ++i) {
@@ -922,7 +929,9 @@ client::~client() {
       s.state->idle.clear();
     }
     detail::close_all(pooled);
-    {
+    // Nothing would run the cancellations on a stopped io_context of the
+    // owner's: they are told below, on this thread.
+    if (!s.ioc.stopped()) {
       // Bounded: a callback that blocks must not hang the shutdown forever.
       std::unique_lock<std::mutex> lock{s.state->mutex};
       s.state->all_done.wait_for(lock, std::chrono::seconds{5},
@@ -930,6 +939,11 @@ client::~client() {
     }
   } catch (const std::exception& e) {
     spdlog::error("upstream client: shutdown: {}", e.what());
+  }
+  if (!s.owned && !s.ioc.stopped()) {
+    // The owner's threads still run those calls: they end on them (each
+    // has its own deadline); telling them here too would race.
+    return;
   }
   s.work.reset();
   s.ioc.stop();

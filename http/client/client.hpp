@@ -13,6 +13,10 @@
 #include <utility>
 #include <vector>
 
+namespace boost::asio {
+class io_context;
+}
+
 namespace tollgate::http::client {
 
 namespace detail {
@@ -91,11 +95,18 @@ public:
     std::chrono::seconds idle_ttl{30};
     bool verify_tls = true;
     std::string ca_file;  ///< empty: the system's default verify paths
+    /// Run on this io_context instead of threads of its own (`threads` is
+    /// then unused). Its owner runs it, stops it, and keeps it alive until
+    /// the client is gone. The gateway passes the server's: a call and the
+    /// session it answers then share a thread, and the answer needs no
+    /// hand-off between threads.
+    boost::asio::io_context* io = nullptr;
   };
 
   explicit client(options o);
   /// Cancels pending calls (on_done("cancelled")), closes pooled connections
-  /// and joins the I/O threads. Must not run on one of those threads.
+  /// and joins the I/O threads. Must not run on one of those threads (nor,
+  /// with `options::io`, on a thread running that io_context).
   ~client();
   client(const client&) = delete;
   client& operator=(const client&) = delete;

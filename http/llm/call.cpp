@@ -8,6 +8,7 @@
 #include "http/client/client.hpp"
 #include "http/errors.hpp"
 #include "http/llm/demo.hpp"
+#include "http/llm/watch.hpp"
 #include "metrics/registry.hpp"
 #include "http/stream_relay.hpp"
 
@@ -21,16 +22,17 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
 #include <mutex>
 
 namespace tollgate::http::llm {
 
 namespace {
 
+using start_atom = caf::atom_constant<caf::atom("start")>;
 using upstream_done_atom = caf::atom_constant<caf::atom("up_done")>;
 using retry_atom = caf::atom_constant<caf::atom("retry")>;
 using cancel_atom = caf::atom_constant<caf::atom("cancel")>;
-using watchdog_atom = caf::atom_constant<caf::atom("watchdog")>;
 
 constexpr std::size_t max_error_body = 64 * 1024;
 
@@ -38,8 +40,8 @@ constexpr std::size_t max_error_body = 64 * 1024;
 /// would cost a timer in CAF's clock thread (7% of throughput at 32
 /// connections, measured). The actors asked always answer within bounds of
 /// their own (lookups, writes and provider queues time out inside them), so
-/// no grant can arrive after the call gave up on it; one watchdog per call
-/// (below) answers the client if something still hangs.
+/// no grant can arrive after the call gave up on it; the watchdog
+/// (watch.hpp) answers the client if something still hangs.
 const caf::duration no_timeout{caf::infinite};
 
 /// What an upstream attempt came to.
@@ -52,12 +54,25 @@ struct upstream_result {
   std::int64_t prompt_tokens = -1;      ///< from the upstream's usage; -1: none
   std::int64_t completion_tokens = -1;
   std::string text;         ///< the streamed assistant text, assembled
+  /// Answered and settled already, on the I/O thread (answer_on_io_thread):
+  /// the runner only ends the call.
+  bool settled = false;
 };
 
 } // namespace
 } // namespace tollgate::http::llm
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(tollgate::http::llm::upstream_result)
+
+namespace tollgate::http::llm {
+namespace {
+struct call_state;
+} // namespace
+} // namespace tollgate::http::llm
+
+// Calls run in long-lived runner actors (see spawn_call_runner); their
+// messages carry the call's state, which never leaves the process.
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<tollgate::http::llm::call_state>)
 
 namespace tollgate::http::llm {
 
@@ -166,8 +181,11 @@ struct call_state {
   std::shared_ptr<client::call_handle> handle;
   std::shared_ptr<http::relay> stream;
   bool cancelled = false;
-  bool answered = false;
+  /// Set by whoever answers first: the runner, or the I/O thread that got
+  /// the upstream's answer (answer_on_io_thread).
+  std::atomic<bool> answered{false};
   std::uint64_t chat_session = 0;  ///< save the exchange here (?session_id=)
+  std::uint64_t watch_id = 0;      ///< in ctx->watch while the call runs
   // The last failure, for the answer when nothing else is left to try.
   std::uint16_t fail_status = 0;
   std::string fail_message;
@@ -210,9 +228,8 @@ void count_call(const call_state& st, std::uint16_t status) {
 }
 
 void answer(call_state& st, core::api_response res) {
-  if (st.answered)
+  if (st.answered.exchange(true))
     return;
-  st.answered = true;
   count_call(st, res.status);
   st.out->respond(std::move(res));
 }
@@ -329,6 +346,37 @@ void save_exchange(caf::event_based_actor* self, state_ptr st, std::string answe
 void try_next(caf::event_based_actor* self, state_ptr st);
 void acquire(caf::event_based_actor* self, state_ptr st);
 
+/// The charge for what was used (the hold is spent by it), counted in the
+/// token and credit metrics.
+actors::charge_request take_charge(call_state& st, std::int64_t prompt, std::int64_t completion) {
+  st.hold.granted = false;
+  actors::charge_request c;
+  c.hold_id = st.hold.hold_id;
+  c.held_micro = st.hold.held_micro;
+  c.entry.user_id = st.req.who.user_id;
+  c.entry.key_id = st.req.who.key_id;
+  c.entry.request_id = st.req.request_id;
+  const auto* m = st.candidates.empty() ? nullptr : st.current().model;
+  if (m != nullptr) {
+    c.entry.model = m->id;
+    c.entry.provider = st.current().provider->cfg.name;
+    c.entry.prompt_tokens = std::max<std::int64_t>(0, prompt);
+    c.entry.completion_tokens = std::max<std::int64_t>(0, completion);
+    c.entry.amount_micro =
+      core::llm::price_micro(c.entry.prompt_tokens, m->prompt_price_micro_per_mtok)
+      + core::llm::price_micro(c.entry.completion_tokens, m->completion_price_micro_per_mtok);
+    if (st.ctx->tokens != nullptr) {
+      const auto& provider = c.entry.provider;
+      st.ctx->tokens->with({provider, m->id, "prompt"})
+        .inc(static_cast<std::uint64_t>(c.entry.prompt_tokens));
+      st.ctx->tokens->with({provider, m->id, "completion"})
+        .inc(static_cast<std::uint64_t>(c.entry.completion_tokens));
+      st.ctx->charged->with({provider, m->id}).inc(static_cast<std::uint64_t>(c.entry.amount_micro));
+    }
+  }
+  return c;
+}
+
 /// Settles tokens and charges credits for what was used, then runs `done`
 /// with the key's usage after settlement (empty when nothing was reserved).
 void settle(caf::event_based_actor* self, state_ptr st, std::int64_t prompt,
@@ -381,34 +429,9 @@ void settle(caf::event_based_actor* self, state_ptr st, std::int64_t prompt,
             });
   }
   if (st->hold.granted) {
-    st->hold.granted = false;
-    actors::charge_request c;
-    c.hold_id = st->hold.hold_id;
-    c.held_micro = st->hold.held_micro;
-    c.entry.user_id = st->req.who.user_id;
-    c.entry.key_id = st->req.who.key_id;
-    c.entry.request_id = st->req.request_id;
-    const auto* m = st->candidates.empty() ? nullptr : st->current().model;
-    if (m != nullptr) {
-      c.entry.model = m->id;
-      c.entry.provider = st->current().provider->cfg.name;
-      c.entry.prompt_tokens = std::max<std::int64_t>(0, prompt);
-      c.entry.completion_tokens = std::max<std::int64_t>(0, completion);
-      c.entry.amount_micro =
-        core::llm::price_micro(c.entry.prompt_tokens, m->prompt_price_micro_per_mtok)
-        + core::llm::price_micro(c.entry.completion_tokens, m->completion_price_micro_per_mtok);
-      if (st->ctx->tokens != nullptr) {
-        const auto& provider = c.entry.provider;
-        st->ctx->tokens->with({provider, m->id, "prompt"})
-          .inc(static_cast<std::uint64_t>(c.entry.prompt_tokens));
-        st->ctx->tokens->with({provider, m->id, "completion"})
-          .inc(static_cast<std::uint64_t>(c.entry.completion_tokens));
-        st->ctx->charged->with({provider, m->id}).inc(static_cast<std::uint64_t>(c.entry.amount_micro));
-      }
-    }
     ++j->left;
     self->request(st->svc.wallet, no_timeout, actors::charge_atom::value,
-                  std::move(c))
+                  take_charge(*st, prompt, completion))
       .then([j](actors::ledger_entry&) { j->one(); },
             [j, st](caf::error& e) {
               spdlog::error("request {}: charge not recorded: {}", st->req.request_id,
@@ -419,19 +442,26 @@ void settle(caf::event_based_actor* self, state_ptr st, std::int64_t prompt,
   j->one();
 }
 
-void release_slot(state_ptr st, bool upstream_ok, std::int64_t used) {
-  if (!st->slot)
+void release_slot(call_state& st, bool upstream_ok, std::int64_t used) {
+  if (!st.slot)
     return;
-  st->slot = false;
-  caf::anon_send(st->current().provider->actor, actors::release_atom::value, upstream_ok,
-                 st->reserved, used);
+  st.slot = false;
+  caf::anon_send(st.current().provider->actor, actors::release_atom::value, upstream_ok,
+                 st.reserved, used);
 }
 
-/// The whole call ends: nothing is held any more; the actor goes.
-void end(caf::event_based_actor* self, state_ptr st) {
+void release_slot(const state_ptr& st, bool upstream_ok, std::int64_t used) {
+  release_slot(*st, upstream_ok, used);
+}
+
+/// The whole call ends: nothing is held any more. Its runner stays for the
+/// next calls.
+void end(caf::event_based_actor*, state_ptr st) {
   if (!st->answered)
     answer_error(*st, 500, "server_error", "internal_error", "the call ended without an answer");
-  self->quit();
+  if (st->watch_id != 0 && st->ctx->watch)
+    st->ctx->watch->remove(st->watch_id);
+  st->watch_id = 0;
 }
 
 /// Settles nothing used and answers the error that was recorded last.
@@ -508,8 +538,53 @@ std::string message_answer(const call_state& st, const std::string& text,
   return w.take();
 }
 
+/// A plain answer (JSON, no stream, no chat session, not send-message)
+/// goes to the client straight from the I/O thread the upstream's answer
+/// arrived on, which is the client's session's own thread: no hand-off to
+/// the runner and back. The settlement's messages are queued first, so
+/// whatever the client asks next sees them; the runner then only ends the
+/// call. False: the runner decides (an error, a body that is not JSON).
+bool answer_on_io_thread(call_state& st, upstream_result& r) {
+  if (!r.error.empty() || r.status < 200 || r.status >= 300)
+    return false;
+  if (st.req.kind != call_kind::images) {
+    rapidjson::Document d;
+    d.Parse(r.body.data(), r.body.size());
+    if (d.HasParseError() || !d.IsObject())
+      return false;
+    read_usage(d, r);
+  }
+  const auto prompt = std::max<std::int64_t>(
+    0, r.prompt_tokens >= 0 ? r.prompt_tokens : st.req.prompt_tokens);
+  const auto completion = std::max<std::int64_t>(0, r.completion_tokens);
+  const auto used = prompt + completion;
+  release_slot(st, true, used);
+  if (st.tokens_reserved) {
+    st.tokens_reserved = false;
+    caf::anon_send(st.svc.directory, actors::settle_atom::value, st.req.who.key_hash,
+                   st.reserved, used);
+  }
+  if (st.hold.granted && used == 0) {
+    st.hold.granted = false;
+    caf::anon_send(st.svc.wallet, actors::release_atom::value, st.req.who.user_id,
+                   st.hold.held_micro);
+  } else if (st.hold.granted) {
+    caf::anon_send(st.svc.wallet, actors::charge_atom::value, take_charge(st, prompt, completion));
+  }
+  core::api_response res;
+  res.status = 200;
+  res.body = st.req.kind == call_kind::images ? images_answer(r.body) : std::move(r.body);
+  answer(st, std::move(res));
+  r.settled = true;
+  return true;
+}
+
 void on_result(caf::event_based_actor* self, state_ptr st, upstream_result& r) {
   st->handle.reset();
+  if (r.settled) {
+    end(self, st);
+    return;
+  }
   const bool ok = r.error.empty() && r.status >= 200 && r.status < 300;
   if (r.streamed) {
     const auto prompt = r.prompt_tokens >= 0 ? r.prompt_tokens : st->req.prompt_tokens;
@@ -518,10 +593,8 @@ void on_result(caf::event_based_actor* self, state_ptr st, upstream_result& r) {
                               : core::llm::estimate_tokens(r.text.size());
     // A client that left is not the provider's failure.
     release_slot(st, r.error.empty() || r.error == "cancelled", prompt + completion);
-    if (!st->answered) {  // the head went out from the client's I/O thread
-      st->answered = true;
+    if (!st->answered.exchange(true))  // the head went out from the client's I/O thread
       count_call(*st, 200);
-    }
     if (!r.error.empty() && r.error != "cancelled") {
       // The head went out as 200: the failure can only be told in-band.
       st->stream->push("data: " + api::openai_error_body("upstream stream broke: " + r.error,
@@ -653,7 +726,7 @@ void on_result(caf::event_based_actor* self, state_ptr st, upstream_result& r) {
     backoff = std::max<std::chrono::milliseconds>(
       backoff, std::chrono::seconds{parse_retry_after(r.retry_after)});
     backoff = std::min<std::chrono::milliseconds>(backoff, std::chrono::seconds{30});
-    self->delayed_send(self, backoff, retry_atom::value);
+    self->delayed_send(self, backoff, retry_atom::value, st);
     return;
   }
   try_next(self, st);
@@ -687,7 +760,7 @@ void call_upstream(caf::event_based_actor* self, state_ptr st) {
     } else {
       r.body = std::move(a.body);
     }
-    self->send(self, upstream_done_atom::value, std::move(r));
+    self->send(self, upstream_done_atom::value, st, std::move(r));
     return;
   }
   client::upstream_request up;
@@ -741,7 +814,9 @@ void call_upstream(caf::event_based_actor* self, state_ptr st) {
       sh->r.body.append(chunk.substr(0, max_error_body - sh->r.body.size()));
     }
   };
-  h.on_done = [sh, me](std::string error, client::upstream_head, std::string) {
+  const bool plain = !want_stream && st->chat_session == 0
+                     && st->req.kind != call_kind::send_message;
+  h.on_done = [sh, me, st, plain](std::string error, client::upstream_head, std::string) {
     upstream_result r = std::move(sh->r);
     if (r.streamed) {
       auto& p = sh->reader.partial;
@@ -750,7 +825,9 @@ void call_upstream(caf::event_based_actor* self, state_ptr st) {
       r.text = std::move(p.text);
     }
     r.error = std::move(error);
-    caf::anon_send(me, upstream_done_atom::value, std::move(r));
+    if (plain)
+      answer_on_io_thread(*st, r);
+    caf::anon_send(me, upstream_done_atom::value, st, std::move(r));
   };
   if (want_stream) {
     st->stream = sh->stream;
@@ -1020,54 +1097,83 @@ void start_call(std::shared_ptr<const context> ctx, const actors::services& svc,
   }
   st->max_tokens = std::min(st->max_tokens, m.context_length - st->req.prompt_tokens);
   st->reserved = st->req.prompt_tokens + st->max_tokens;
-  st->ctx->system->spawn([st](caf::event_based_actor* self) -> caf::behavior {
-    std::weak_ptr<call_state> weak = st;
-    auto me = caf::actor_cast<caf::actor>(self);
-    st->out->on_cancel([me] { caf::anon_send(me, cancel_atom::value); });
-    // The longest a healthy call can take: every candidate's queue wait and
-    // every attempt at it, plus a minute for the gateway's own steps.
-    auto limit = std::chrono::milliseconds{std::chrono::minutes{1}};
-    for (const auto& c : st->candidates) {
-      const auto& pc = c.provider->cfg;
-      limit += pc.queue_timeout + (pc.request_timeout + std::chrono::seconds{30}) * (pc.retries + 1);
-    }
-    self->delayed_send(self, limit, watchdog_atom::value);
-    if (st->req.session_id.empty()) {
-      reserve_and_hold(self, st);
-    } else {
-      std::uint64_t id = 0;
-      try {
-        id = std::stoull(st->req.session_id);
-      } catch (...) {
-        id = 0;
-      }
-      self
-        ->request(st->svc.chat, st->svc.ask_timeout, actors::get_atom::value,
-                  st->req.who.user_id, id)
-        .then(
-          [self, st, id](actors::chat_session&) {
-            st->chat_session = id;
-            reserve_and_hold(self, st);
-          },
-          [self, st](caf::error&) {
-            answer_error(*st, 404, "invalid_request_error", "session_not_found",
-                         "chat session '" + st->req.session_id + "' not found");
-            end(self, st);
-          });
-    }
+  if (st->ctx->runners.empty()) {
+    answer_error(*st, 503, "server_error", "unavailable", "the LLM gateway is not running");
+    return;
+  }
+  const auto n = st->ctx->next_runner.fetch_add(1, std::memory_order_relaxed);
+  caf::anon_send(st->ctx->runners[n % st->ctx->runners.size()], start_atom::value, st);
+}
+
+namespace {
+
+/// The first step of a call, in its runner.
+void begin(caf::event_based_actor* self, state_ptr st) {
+  auto me = caf::actor_cast<caf::actor>(self);
+  std::weak_ptr<call_state> weak = st;
+  st->out->on_cancel([me, weak] {
+    if (auto s = weak.lock())
+      caf::anon_send(me, cancel_atom::value, std::move(s));
+  });
+  // The longest a healthy call can take: every candidate's queue wait and
+  // every attempt at it, plus a minute for the gateway's own steps.
+  auto limit = std::chrono::milliseconds{std::chrono::minutes{1}};
+  for (const auto& c : st->candidates) {
+    const auto& pc = c.provider->cfg;
+    limit += pc.queue_timeout + (pc.request_timeout + std::chrono::seconds{30}) * (pc.retries + 1);
+  }
+  if (st->ctx->watch)
+    st->watch_id = st->ctx->watch->add(call_watch::clock::now() + limit, [me, weak] {
+      if (auto s = weak.lock())
+        caf::anon_send(me, watchdog_atom::value, std::move(s));
+    });
+  if (st->req.session_id.empty()) {
+    reserve_and_hold(self, st);
+    return;
+  }
+  std::uint64_t id = 0;
+  try {
+    id = std::stoull(st->req.session_id);
+  } catch (...) {
+    id = 0;
+  }
+  self
+    ->request(st->svc.chat, st->svc.ask_timeout, actors::get_atom::value, st->req.who.user_id,
+              id)
+    .then(
+      [self, st, id](actors::chat_session&) {
+        st->chat_session = id;
+        reserve_and_hold(self, st);
+      },
+      [self, st](caf::error&) {
+        answer_error(*st, 404, "invalid_request_error", "session_not_found",
+                     "chat session '" + st->req.session_id + "' not found");
+        end(self, st);
+      });
+}
+
+} // namespace
+
+caf::actor spawn_call_runner(caf::actor_system& sys) {
+  // A call is a chain of continuations and messages in one runner; a
+  // runner carries many calls at once. Spawning an actor per call cost a
+  // spawn and, at its end, a wake-up of CAF's clock thread (which every
+  // terminating actor tells to drop its timers) on every request.
+  return sys.spawn([](caf::event_based_actor* self) -> caf::behavior {
     return {
-      [self, st](upstream_done_atom, upstream_result& r) { on_result(self, st, r); },
-      [self, st](retry_atom) { acquire(self, st); },
-      [st](watchdog_atom) {
+      [self](start_atom, state_ptr& st) { begin(self, std::move(st)); },
+      [self](upstream_done_atom, state_ptr& st, upstream_result& r) { on_result(self, st, r); },
+      [self](retry_atom, state_ptr& st) { acquire(self, std::move(st)); },
+      [](watchdog_atom, state_ptr& st) {
         // Something did not answer in any reasonable time: the client is
-        // told; the actor stays for late answers, so grants still settle.
+        // told; the state stays for late answers, so grants still settle.
         if (!st->answered) {
           spdlog::error("request {}: the call did not finish in time", st->req.request_id);
           answer_error(*st, 504, "server_error", "gateway_timeout",
                        "the call did not finish in time");
         }
       },
-      [st](cancel_atom) {
+      [](cancel_atom, state_ptr& st) {
         st->cancelled = true;
         if (st->handle)
           st->handle->cancel();

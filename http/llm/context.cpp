@@ -2,16 +2,38 @@
 
 #include "actors/provider.hpp"
 #include "http/client/client.hpp"
+#include "http/llm/watch.hpp"
 #include "metrics/registry.hpp"
 
 #include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/scheduler/abstract_coordinator.hpp>
 #include <caf/send.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <stdexcept>
 
 namespace tollgate::http::llm {
+
+namespace {
+
+using watch_tick_atom = caf::atom_constant<caf::atom("wtick")>;
+
+/// Once a second: every call past its deadline gets a watchdog message.
+caf::behavior watchdog_impl(caf::event_based_actor* self, std::shared_ptr<call_watch> watch) {
+  self->send(self, watch_tick_atom::value);
+  return {
+    [self, watch](watch_tick_atom) {
+      for (auto& fire : watch->expired(call_watch::clock::now()))
+        fire();
+      self->delayed_send(self, std::chrono::seconds{1}, watch_tick_atom::value);
+    },
+  };
+}
+
+} // namespace
 
 std::vector<model_ref> context::candidates(std::string_view model) const {
   std::vector<model_ref> out;
@@ -94,6 +116,11 @@ std::shared_ptr<context> make_context(const core::llm_config& cfg, caf::actor_sy
   }
   // A fallback that is off (optional, key unset) is simply not tried.
   ctx->http = std::move(http);
+  ctx->watch = std::make_shared<call_watch>();
+  ctx->watchdog = sys.spawn(watchdog_impl, ctx->watch);
+  const auto threads = sys.scheduler().num_workers();
+  for (std::size_t i = 0; i < std::max<std::size_t>(1, threads); ++i)
+    ctx->runners.push_back(spawn_call_runner(sys));
   return ctx;
 }
 
@@ -101,6 +128,10 @@ void stop_context(context& ctx) {
   for (auto& p : ctx.providers)
     if (p.actor)
       caf::anon_send_exit(p.actor, caf::exit_reason::user_shutdown);
+  if (ctx.watchdog)
+    caf::anon_send_exit(ctx.watchdog, caf::exit_reason::user_shutdown);
+  for (auto& r : ctx.runners)
+    caf::anon_send_exit(r, caf::exit_reason::user_shutdown);
   ctx.http.reset();  // the gateway holds the client too and destroys it last
 }
 

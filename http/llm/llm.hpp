@@ -9,6 +9,7 @@
 #include "core/clock.hpp"
 #include "core/config.hpp"
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -30,6 +31,8 @@ class family;
 }
 
 namespace tollgate::http::llm {
+
+class call_watch;
 
 struct provider_entry {
   core::provider_config cfg;
@@ -58,6 +61,13 @@ struct context {
   metrics::family<metrics::counter>* calls = nullptr;
   metrics::family<metrics::counter>* tokens = nullptr;
   metrics::family<metrics::counter>* charged = nullptr;
+  /// The deadlines of the calls in flight (internally synchronised) and the
+  /// actor that checks them once a second.
+  std::shared_ptr<call_watch> watch;
+  caf::actor watchdog;
+  /// The actors the calls run in, taken in turn.
+  std::vector<caf::actor> runners;
+  mutable std::atomic<std::size_t> next_runner{0};
 
   /// Where a model can be served, in the order to try: the first provider
   /// that lists it, then that provider's fallbacks that list it, then any
@@ -74,7 +84,7 @@ std::shared_ptr<context> make_context(const core::llm_config& cfg, caf::actor_sy
                                       std::shared_ptr<client::client> http,
                                       metrics::registry* registry = nullptr);
 
-/// Stops the provider actors (at shutdown).
+/// Stops the provider actors and the watchdog (at shutdown).
 void stop_context(context& ctx);
 
 /// What kind of upstream call a route makes.
@@ -95,11 +105,14 @@ struct call_request {
   bool openai_errors = true;       ///< /v1/*: OpenAI's error envelope
 };
 
-/// Runs the call in an actor of its own: reserve tokens, hold credits, get
+/// Runs the call in one of the context's runner actors: reserve tokens, hold credits, get
 /// a provider slot, call the upstream (retries, then fallbacks), answer
 /// (or stream), settle tokens, charge credits. Every path settles what it
 /// reserved. `out` is answered exactly once.
 void start_call(std::shared_ptr<const context> ctx, const actors::services& svc,
                 call_request req, core::responder_ptr out);
+
+/// An actor that runs calls (make_context spawns one per scheduler thread).
+caf::actor spawn_call_runner(caf::actor_system& sys);
 
 } // namespace tollgate::http::llm

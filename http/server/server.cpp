@@ -16,16 +16,20 @@ namespace tollgate::http {
 namespace net = boost::asio;
 
 struct server::impl {
+  explicit impl(net::io_context* io)
+    : owned(io == nullptr ? std::make_unique<net::io_context>() : nullptr),
+      ioc(io == nullptr ? *owned : *io) {}
   std::shared_ptr<server_context> ctx = std::make_shared<server_context>();
-  net::io_context ioc;
+  std::unique_ptr<net::io_context> owned;  ///< null when running on the caller's
+  net::io_context& ioc;
   std::shared_ptr<listener> lst;
   std::vector<std::thread> threads;
   bool stopped = false;
 };
 
 server::server(core::server_config cfg, std::shared_ptr<const route_table> routes, dispatcher& d,
-               http_metrics& metrics, bool access_log)
-  : impl_(std::make_unique<impl>()) {
+               http_metrics& metrics, bool access_log, net::io_context* io)
+  : impl_(std::make_unique<impl>(io)) {
   impl_->ctx->cfg = std::move(cfg);
   impl_->ctx->routes = std::move(routes);
   impl_->ctx->dispatch = &d;

@@ -6,6 +6,10 @@
 #include <cstdint>
 #include <memory>
 
+namespace boost::asio {
+class io_context;
+}
+
 namespace tollgate::http {
 
 class dispatcher;
@@ -16,8 +20,10 @@ class route_table;
 /// behind this interface.
 class server {
 public:
+  /// With `io`, the server runs on that io_context (which must outlive it,
+  /// and which stop() stops) instead of one of its own.
   server(core::server_config cfg, std::shared_ptr<const route_table> routes, dispatcher& d,
-         http_metrics& metrics, bool access_log);
+         http_metrics& metrics, bool access_log, boost::asio::io_context* io = nullptr);
   ~server();
   server(const server&) = delete;
   server& operator=(const server&) = delete;
