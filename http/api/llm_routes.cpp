@@ -10,6 +10,10 @@
 #include <caf/typed_event_based_actor.hpp>
 #include <rapidjson/document.h>
 
+#include <algorithm>
+#include <string_view>
+#include <vector>
+
 namespace tollgate::http::api {
 
 namespace {
@@ -103,6 +107,19 @@ bool begin_call(const std::shared_ptr<const llm::context>& ctx, core::api_reques
   d.Parse(req.body.data(), req.body.size());
   if (d.HasParseError() || !d.IsObject()) {
     bad_request(out, openai, "the body must be a JSON object");
+    return false;
+  }
+  // A key given twice is refused: the gateway would price and reserve by
+  // one occurrence ("model", "max_tokens", "stream") while the provider may
+  // read the other.
+  std::vector<std::string_view> names;
+  names.reserve(d.MemberCount());
+  for (auto m = d.MemberBegin(); m != d.MemberEnd(); ++m)
+    names.emplace_back(m->name.GetString(), m->name.GetStringLength());
+  std::sort(names.begin(), names.end());
+  if (const auto twice = std::adjacent_find(names.begin(), names.end()); twice != names.end()) {
+    const std::string name{*twice};
+    bad_request(out, openai, "'" + name + "' appears more than once in the body", name);
     return false;
   }
   if (!d.HasMember("model") || !d["model"].IsString() || d["model"].GetStringLength() == 0) {

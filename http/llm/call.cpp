@@ -195,6 +195,12 @@ struct call_state {
   std::string fail_body;  ///< an upstream's own error body to pass through
 
   const model_ref& current() const { return candidates[candidate]; }
+  /// The current candidate's metric children; null without a registry.
+  const model_meters* meters() const {
+    const auto& r = current();
+    const auto i = static_cast<std::size_t>(r.model - r.provider->cfg.models.data());
+    return i < r.provider->meters.size() ? &r.provider->meters[i] : nullptr;
+  }
   std::int64_t now() const {
     return std::chrono::duration_cast<std::chrono::seconds>(svc.clock->now().time_since_epoch())
       .count();
@@ -206,6 +212,11 @@ using state_ptr = std::shared_ptr<call_state>;
 void count_call(const call_state& st, std::uint16_t status) {
   if (st.ctx->calls == nullptr)
     return;
+  if (status < 400 && !st.candidates.empty())
+    if (const auto* m = st.meters()) {
+      m->ok_calls->inc();
+      return;
+    }
   // Labels come from the configuration only: an unknown model the client
   // named is "-", never its text.
   const bool known = !st.candidates.empty();
@@ -276,6 +287,12 @@ void answer_rate_limited(call_state& st, std::uint16_t status, const std::string
 /// The body as it goes to this candidate: its model name, and a request
 /// for usage in the stream.
 std::string upstream_body(const call_state& st) {
+  const auto& model = st.current().model->upstream;
+  // The route checked that the body is an object with one "model": when
+  // that is already the provider's name and no stream_options need adding,
+  // the body goes as the client sent it, unparsed.
+  if (model == st.req.model && !(st.req.stream && st.req.kind == call_kind::chat))
+    return st.req.body;
   rapidjson::Document d;
   d.Parse(st.req.body.data(), st.req.body.size());
   if (!d.IsObject())
@@ -365,13 +382,10 @@ actors::charge_request take_charge(call_state& st, std::int64_t prompt, std::int
     c.entry.amount_micro =
       core::llm::price_micro(c.entry.prompt_tokens, m->prompt_price_micro_per_mtok)
       + core::llm::price_micro(c.entry.completion_tokens, m->completion_price_micro_per_mtok);
-    if (st.ctx->tokens != nullptr) {
-      const auto& provider = c.entry.provider;
-      st.ctx->tokens->with({provider, m->id, "prompt"})
-        .inc(static_cast<std::uint64_t>(c.entry.prompt_tokens));
-      st.ctx->tokens->with({provider, m->id, "completion"})
-        .inc(static_cast<std::uint64_t>(c.entry.completion_tokens));
-      st.ctx->charged->with({provider, m->id}).inc(static_cast<std::uint64_t>(c.entry.amount_micro));
+    if (const auto* mm = st.meters()) {
+      mm->prompt_tokens->inc(static_cast<std::uint64_t>(c.entry.prompt_tokens));
+      mm->completion_tokens->inc(static_cast<std::uint64_t>(c.entry.completion_tokens));
+      mm->charged->inc(static_cast<std::uint64_t>(c.entry.amount_micro));
     }
   }
   return c;

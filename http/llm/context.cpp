@@ -109,6 +109,12 @@ std::shared_ptr<context> make_context(const core::llm_config& cfg, caf::actor_sy
       }
       e.api_key = v;
     }
+    if (registry != nullptr)
+      for (const auto& m : p.models)
+        e.meters.push_back({&ctx->calls->with({p.name, m.id, "ok"}),
+                            &ctx->tokens->with({p.name, m.id, "prompt"}),
+                            &ctx->tokens->with({p.name, m.id, "completion"}),
+                            &ctx->charged->with({p.name, m.id})});
     e.actor = actors::spawn_provider(sys, p, clock);
     spdlog::info("provider {}: {} with {} models", p.name, e.demo ? "built-in demo" : p.base_url,
                  p.models.size());

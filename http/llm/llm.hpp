@@ -34,8 +34,18 @@ namespace tollgate::http::llm {
 
 class call_watch;
 
+/// A model's children of the LLM metric families, looked up once at start:
+/// a lookup takes the family's lock and builds its label vector.
+struct model_meters {
+  metrics::counter* ok_calls = nullptr;  ///< tollgate_llm_calls_total{outcome="ok"}
+  metrics::counter* prompt_tokens = nullptr;
+  metrics::counter* completion_tokens = nullptr;
+  metrics::counter* charged = nullptr;
+};
+
 struct provider_entry {
   core::provider_config cfg;
+  std::vector<model_meters> meters;  ///< parallel to cfg.models; empty without a registry
   actors::provider_actor actor;
   std::string api_key;  ///< from cfg.api_key_env; never logged, never sent to clients
   bool demo = false;    ///< "builtin:demo": answered in-process

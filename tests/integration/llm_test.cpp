@@ -478,12 +478,16 @@ TEST_CASE("LLM routes refuse bad input with 400/404 and list models in both shap
         R"({"model":"m1","messages":[{"role":"user","content":5}]})",
         R"({"model":"m1","stream":"yes","messages":[{"role":"user","content":"x"}]})",
         R"({"model":"m1","max_tokens":0,"messages":[{"role":"user","content":"x"}]})",
-        R"({"model":"m1","max_tokens":"9","messages":[{"role":"user","content":"x"}]})"}) {
+        R"({"model":"m1","max_tokens":"9","messages":[{"role":"user","content":"x"}]})",
+        // Priced and reserved by one occurrence, served by the other: refused.
+        R"({"model":"m1","model":"m2","messages":[{"role":"user","content":"x"}]})",
+        R"({"model":"m1","max_tokens":1,"max_tokens":100000,"messages":[{"role":"user","content":"x"}]})"}) {
     auto r = g.call("POST", "/v1/chat/completions", a.key, body);
     INFO(body << " -> " << r.body);
     CHECK(r.status == 400);
     CHECK(str(json(r)["error"]["type"]) == "invalid_request_error");
   }
+  CHECK(ledger(g, a.key)["data"].Size() == 0);  // none of them was charged
   auto r = g.call("POST", "/v1/chat/completions", a.key,
                   R"({"model":"nope","messages":[{"role":"user","content":"x"}]})");
   CHECK(r.status == 404);
