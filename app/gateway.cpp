@@ -141,6 +141,7 @@ void gateway::start() {
   if (needs_client) {
     http::client::client::options o;
     o.io = s.io.get();
+    o.io_single_threaded = s.cfg.server.io_threads <= 1;
     s.upstream = std::make_shared<http::client::client>(o);
   }
   try {

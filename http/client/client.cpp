@@ -967,7 +967,12 @@ std::shared_ptr<call_handle> client::start(upstream_request req, upstream_handle
   auto& s = *impl_;
   std::shared_ptr<detail::call> c;
   try {
-    c = std::make_shared<detail::call>(s.state, s.tls, net::make_strand(s.ioc), std::move(req),
+    // A strand only when several threads run the io_context (see
+    // options::io_single_threaded).
+    const bool one_thread = s.owned ? s.opts.threads <= 1 : s.opts.io_single_threaded;
+    net::any_io_executor ex = one_thread ? net::any_io_executor{s.ioc.get_executor()}
+                                         : net::any_io_executor{net::make_strand(s.ioc)};
+    c = std::make_shared<detail::call>(s.state, s.tls, std::move(ex), std::move(req),
                                        std::move(h));
   } catch (const std::exception& e) {
     spdlog::error("upstream client: cannot start a call: {}", e.what());

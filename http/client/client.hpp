@@ -101,6 +101,8 @@ public:
     /// session it answers then share a thread, and the answer needs no
     /// hand-off between threads.
     boost::asio::io_context* io = nullptr;
+    /// Exactly one thread runs `io`: calls then need no strand of their own.
+    bool io_single_threaded = false;
   };
 
   explicit client(options o);

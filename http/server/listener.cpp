@@ -35,7 +35,13 @@ void listener::stop() {
 }
 
 void listener::do_accept() {
-  acceptor_.async_accept(net::make_strand(ioc_),
+  // A strand per connection only when several threads run the io_context:
+  // with one (the default) the thread itself serialises every handler, and
+  // a strand's queue and lock cost 8% of the LLM route's throughput at 32
+  // connections (BENCHMARKS.md).
+  net::any_io_executor ex = ctx_->cfg.io_threads > 1 ? net::any_io_executor{net::make_strand(ioc_)}
+                                                     : net::any_io_executor{ioc_.get_executor()};
+  acceptor_.async_accept(ex,
                          [self = shared_from_this()](boost::system::error_code ec,
                                                      net::ip::tcp::socket socket) {
                            self->on_accept(ec, std::move(socket));

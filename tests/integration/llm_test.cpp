@@ -427,6 +427,8 @@ TEST_CASE("200 concurrent calls never overrun a token budget or a balance",
                p.queue_size = 1000;
                c.llm.providers = {p};
                c.server.max_connections = 1000;
+               // Two I/O threads: sessions and upstream calls on strands.
+               c.server.io_threads = 2;
              }};
   auto a = create_user(g, "alice");
   std::atomic<int> ok{0};
