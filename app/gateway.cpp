@@ -13,6 +13,7 @@
 #include "http/server/dispatcher.hpp"
 #include "http/server/http_metrics.hpp"
 #include "http/server/server.hpp"
+#include "http/stream_relay.hpp"
 #include "metrics/registry.hpp"
 
 #include <tollgate/version.hpp>
@@ -81,6 +82,16 @@ void gateway::start() {
                                        std::chrono::steady_clock::now() - started)
                                 .count();
                             });
+  s.registry.computed_gauge(
+    "tollgate_stream_buffered_bytes",
+    "Bytes of streamed answers (LLM streams, proxied bodies) held for clients that have not "
+    "taken them yet.",
+    [] { return static_cast<double>(http::relay::buffered_total().load()); });
+  s.registry.computed_gauge(
+    "tollgate_streams_paused",
+    "Streamed answers whose upstream is held back because their client reads slower than it "
+    "sends.",
+    [] { return static_cast<double>(http::relay::paused_total().load()); });
 
   auto db = std::shared_ptr<storage::store>(
     storage::store::open({s.cfg.storage.data_dir, s.cfg.storage.sync_writes}));

@@ -55,6 +55,9 @@ public:
   virtual void attach(std::shared_ptr<stream_sink> sink) = 0;
   /// The client went away before finish(): stop producing.
   virtual void cancel() noexcept = 0;
+  /// `bytes` of what was written to the sink have reached the client's
+  /// socket: a producer that holds back for a slow client may go on.
+  virtual void written(std::size_t bytes) noexcept { (void)bytes; }
 };
 
 /// What a handler answers; the session turns it into an HTTP response.

@@ -134,6 +134,15 @@ void forward(const std::shared_ptr<const route_state>& rs, core::api_request& re
       hd->cancel();
   };
   sh->stream->on_cancel(cancel);
+  sh->stream->set_flow(
+    [weak] {
+      if (auto hd = weak.lock())
+        hd->pause();
+    },
+    [weak] {
+      if (auto hd = weak.lock())
+        hd->resume();
+    });
   out->on_cancel(cancel);
 }
 

@@ -2,6 +2,9 @@
 
 #include "core/api_message.hpp"
 
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -12,16 +15,81 @@ namespace tollgate::http {
 
 /// The streamed body between the upstream (client I/O thread) and the
 /// session. Bytes that arrive before the session attached are kept.
+///
+/// Flow control: the bytes pushed but not yet on the client's socket are
+/// counted; above high_water the producer's `pause` runs, and its `resume`
+/// once the client has taken the backlog down to low_water. A slow client
+/// thus holds the upstream back instead of filling the gateway's memory.
 class relay final : public core::body_stream {
 public:
+  static constexpr std::size_t high_water = std::size_t{1} << 20;
+  static constexpr std::size_t low_water = std::size_t{256} << 10;
+
+  ~relay() override {
+    buffered_total().fetch_sub(static_cast<std::int64_t>(pending_), std::memory_order_relaxed);
+    if (paused_)
+      paused_total().fetch_sub(1, std::memory_order_relaxed);
+  }
+
+  /// Bytes held for clients by every relay in the process, and how many
+  /// relays hold their producer back right now (both exported as metrics).
+  static std::atomic<std::int64_t>& buffered_total() {
+    static std::atomic<std::int64_t> n{0};
+    return n;
+  }
+  static std::atomic<std::int64_t>& paused_total() {
+    static std::atomic<std::int64_t> n{0};
+    return n;
+  }
+
+  /// How to hold the producer back and let it go on. Thread-safe; both run
+  /// outside the relay's lock, on whichever thread crossed the mark.
+  void set_flow(std::function<void()> pause, std::function<void()> resume) {
+    std::function<void()> now;
+    {
+      std::lock_guard<std::mutex> g{m_};
+      pause_ = std::move(pause);
+      resume_ = std::move(resume);
+      now = crossed_high();
+    }
+    if (now)
+      now();
+  }
+
   void push(std::string bytes) {
-    std::lock_guard<std::mutex> g{m_};
-    if (cancelled_ || finished_)
-      return;
-    if (sink_)
-      sink_->write(std::move(bytes));
-    else
-      early_.push_back(std::move(bytes));
+    std::function<void()> pause;
+    {
+      std::lock_guard<std::mutex> g{m_};
+      if (cancelled_ || finished_ || bytes.empty())
+        return;
+      pending_ += bytes.size();
+      buffered_total().fetch_add(static_cast<std::int64_t>(bytes.size()),
+                                 std::memory_order_relaxed);
+      if (sink_)
+        sink_->write(std::move(bytes));
+      else
+        early_.push_back(std::move(bytes));
+      pause = crossed_high();
+    }
+    if (pause)
+      pause();
+  }
+
+  void written(std::size_t bytes) noexcept override {
+    std::function<void()> resume;
+    {
+      std::lock_guard<std::mutex> g{m_};
+      bytes = std::min(bytes, pending_);
+      pending_ -= bytes;
+      buffered_total().fetch_sub(static_cast<std::int64_t>(bytes), std::memory_order_relaxed);
+      if (paused_ && pending_ <= low_water) {
+        paused_ = false;
+        paused_total().fetch_sub(1, std::memory_order_relaxed);
+        resume = resume_;
+      }
+    }
+    if (resume)
+      resume();
   }
   void finish() {
     std::lock_guard<std::mutex> g{m_};
@@ -68,7 +136,20 @@ public:
   }
 
 private:
+  /// Under the lock: the pause to run when the backlog just went over.
+  std::function<void()> crossed_high() {
+    if (paused_ || pending_ <= high_water || !pause_)
+      return {};
+    paused_ = true;
+    paused_total().fetch_add(1, std::memory_order_relaxed);
+    return pause_;
+  }
+
   std::mutex m_;
+  std::function<void()> pause_;
+  std::function<void()> resume_;
+  std::size_t pending_ = 0;  ///< pushed, not yet on the client's socket
+  bool paused_ = false;
   std::shared_ptr<core::stream_sink> sink_;
   std::vector<std::string> early_;
   std::function<void()> on_cancel_;

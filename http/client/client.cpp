@@ -385,6 +385,20 @@ public:
     }
   }
 
+  /// Any thread: stop reading the body after the chunk at hand, or go on.
+  void request_pause(bool pause) noexcept {
+    try {
+      std::lock_guard<std::mutex> lock{st_->mutex};
+      if (!st_->open)
+        return;
+      net::post(ex_, [self = shared_from_this(), pause] {
+        self->guard([&] { self->set_paused(pause); });
+      });
+    } catch (const std::exception& e) {
+      spdlog::error("upstream: cannot post a pause: {}", e.what());
+    }
+  }
+
   /// On the strand (or on the destructor's thread once the I/O threads are gone).
   void on_cancel() noexcept {
     if (done_)
@@ -731,7 +745,21 @@ private:
       complete();
       return;
     }
+    if (paused_) {
+      waiting_ = true;  // set_paused(false) reads on
+      return;
+    }
     do_read_body();
+  }
+
+  void set_paused(bool pause) {
+    if (done_)
+      return;
+    paused_ = pause;
+    if (!pause && waiting_) {
+      waiting_ = false;
+      do_read_body();
+    }
   }
 
   bool deliver(std::string_view bytes) {
@@ -801,6 +829,8 @@ private:
 
   phase phase_ = phase::init;
   bool done_ = false;
+  bool paused_ = false;   ///< the consumer asked to hold the body back
+  bool waiting_ = false;  ///< paused between two body reads
   bool reused_ = false;  ///< on a pooled connection and no response byte seen yet
   connection_ptr conn_;
   connection_ptr retired_;
@@ -817,6 +847,16 @@ private:
 void call_handle::cancel() noexcept {
   if (auto c = call_.lock())
     c->request_cancel();
+}
+
+void call_handle::pause() noexcept {
+  if (auto c = call_.lock())
+    c->request_pause(true);
+}
+
+void call_handle::resume() noexcept {
+  if (auto c = call_.lock())
+    c->request_pause(false);
 }
 
 struct client::impl {

@@ -70,6 +70,14 @@ public:
   /// already finished. Thread-safe and idempotent; a no-op once the client
   /// is being destroyed (that cancels every call itself).
   void cancel() noexcept;
+  /// Flow control for a body read through on_data: stop reading after the
+  /// chunk at hand (the upstream's sending then stalls in TCP), and go on.
+  /// Thread-safe; a no-op once the call has finished. A paused call waits
+  /// without a timer (the consumer bounds the pause: the session drops a
+  /// client that takes nothing for its write timeout); past the deadline,
+  /// the first read after resume() fails with "timeout".
+  void pause() noexcept;
+  void resume() noexcept;
 
 private:
   friend class client;

@@ -865,6 +865,15 @@ void call_upstream(caf::event_based_actor* self, state_ptr st) {
       if (auto hd = weak.lock())
         hd->cancel();
     });
+    st->stream->set_flow(
+      [weak] {
+        if (auto hd = weak.lock())
+          hd->pause();
+      },
+      [weak] {
+        if (auto hd = weak.lock())
+          hd->resume();
+      });
   }
 }
 

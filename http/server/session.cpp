@@ -388,6 +388,7 @@ void session::stream_write(std::string bytes) {
   if (phase_ != phase::streaming || stream_finished_ || bytes.empty())
     return;
   stream_bytes_ += bytes.size();
+  stream_raw_.push_back(bytes.size());
   if (http10_) {
     stream_queue_.push_back(std::move(bytes));
   } else {
@@ -407,8 +408,10 @@ void session::stream_finish(bool broken) {
   stream_finished_ = true;
   if (broken)
     stream_close_ = true;  // no last chunk: the client sees the answer was cut
-  else if (!http10_)
+  else if (!http10_) {
     stream_queue_.emplace_back("0\r\n\r\n");
+    stream_raw_.push_back(0);
+  }
   stream_pump();
 }
 
@@ -429,13 +432,19 @@ void session::stream_pump() {
                    [self = shared_from_this()](beast::error_code ec, std::size_t) {
                      self->stream_writing_ = false;
                      self->stream_queue_.pop_front();
+                     const auto raw = self->stream_raw_.empty() ? 0 : self->stream_raw_.front();
+                     if (!self->stream_raw_.empty())
+                       self->stream_raw_.pop_front();
                      if (ec) {
                        self->client_gone();
                        self->stream_body_.reset();
                        self->stream_queue_.clear();
+                       self->stream_raw_.clear();
                        self->on_write(true, ec, self->stream_bytes_);
                        return;
                      }
+                     if (raw > 0 && self->stream_body_)
+                       self->stream_body_->written(raw);
                      self->stream_pump();
                    });
 }
@@ -486,7 +495,9 @@ void session::send(core::api_response&& res, bool close) {
     phase_ = phase::streaming;
     stream_body_ = std::move(res.stream);
     stream_queue_.clear();
+    stream_raw_.clear();
     stream_queue_.push_back(head_);
+    stream_raw_.push_back(0);
     stream_finished_ = false;
     stream_close_ = close;
     stream_bytes_ = 0;

@@ -92,6 +92,9 @@ private:
   bool gone_ = false;
   std::shared_ptr<core::body_stream> stream_body_;
   std::deque<std::string> stream_queue_;
+  /// Per stream_queue_ entry: how many of its bytes are the body's own
+  /// (without chunk framing), reported to the body stream once written.
+  std::deque<std::size_t> stream_raw_;
   bool stream_writing_ = false;
   bool stream_finished_ = false;
   bool stream_close_ = false;

@@ -127,9 +127,14 @@ std::optional<http_response> connection::read_response() {
 }
 
 bool connection::read_until(const std::string& needle, std::string& seen) {
-  while (buf_.find(needle) == std::string::npos)
+  // Each round searches only what is new (and the needle's width before
+  // it): a body of megabytes stays linear.
+  std::size_t from = 0;
+  while (buf_.find(needle, from) == std::string::npos) {
+    from = buf_.size() >= needle.size() ? buf_.size() - needle.size() + 1 : 0;
     if (!fill())
       return false;
+  }
   seen = buf_;
   return true;
 }

@@ -10,6 +10,8 @@
 // X-Mock-Retry-After (sent with a forced 429/503), X-Mock-Garbage (a 200
 // whose body is not JSON), X-Mock-Break-After (a stream that stops after N
 // chunks and closes the connection without its end), X-Mock-Chunk-Interval-Ms.
+// GET /bytes/N streams N bytes of a known pattern; /echo describes the
+// request it got.
 // Any method on /echo... answers what it received (for the proxy's tests).
 
 #include <boost/asio/ip/tcp.hpp>
@@ -22,6 +24,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
+#include <sstream>
 #include <atomic>
 #include <chrono>
 #include <iostream>
@@ -177,6 +181,35 @@ void serve(tcp::socket sock, settings s) {
                      retry == req.end() ? std::string{} : std::string{retry->value()});
     } else if (req.method() == http::verb::post && target == "/v1/chat/completions") {
       chat(sock, req, s);
+    } else if (req.method() == http::verb::get && target.rfind("/bytes/", 0) == 0) {
+      // N bytes, chunked, 64 KiB at a time: byte i is 'a' + i % 26. Writes
+      // block while the reader takes nothing (for flow-control tests).
+      std::size_t n = 0;
+      try {
+        n = std::stoull(target.substr(7));
+      } catch (...) {
+        n = 0;
+      }
+      std::string head = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                         "Transfer-Encoding: chunked\r\n\r\n";
+      beast::error_code wec;
+      net::write(sock, net::buffer(head), wec);
+      std::size_t sent = 0;
+      while (!wec && sent < n) {
+        const std::size_t k = std::min<std::size_t>(64 * 1024, n - sent);
+        std::ostringstream hex;
+        hex << std::hex << k;
+        std::string frame = hex.str() + "\r\n";
+        for (std::size_t i = 0; i < k; ++i)
+          frame.push_back(static_cast<char>('a' + (sent + i) % 26));
+        frame += "\r\n";
+        net::write(sock, net::buffer(frame), wec);
+        sent += k;
+      }
+      if (!wec)
+        net::write(sock, net::buffer(std::string{"0\r\n\r\n"}), wec);
+      if (wec)
+        return;
     } else if (target.rfind("/echo", 0) == 0) {
       // What a proxied request looked like when it got here.
       std::string body = R"({"method":)" + json_string(std::string{req.method_string()})
