@@ -12,6 +12,26 @@ namespace tollgate::core {
 
 using header_list = std::vector<std::pair<std::string, std::string>>;
 
+/// A request body that is still arriving while its request is handled (a
+/// proxy route forwards it as it comes). The session produces it; one
+/// consumer takes it. Thread-safe.
+class body_source {
+public:
+  virtual ~body_source() = default;
+  /// Sets the consumer, once. `on_data` gets the pieces in order (those
+  /// that came before at once, on the caller's thread; later ones on the
+  /// session's), then `on_end(true)` after the last, or `on_end(false)`
+  /// when the client's body broke off.
+  virtual void consume(std::function<void(std::string)> on_data,
+                       std::function<void(bool complete)> on_end) = 0;
+  /// The consumer has sent `bytes` on: the session may read more of them.
+  virtual void taken(std::size_t bytes) noexcept = 0;
+  /// The rest is not wanted; the connection closes after its answer.
+  virtual void cancel() noexcept = 0;
+  /// The declared length (Content-Length), or -1 for a chunked body.
+  std::int64_t length = -1;
+};
+
 /// A parsed client request as it travels from an HTTP session to the actors.
 /// Transport-neutral on purpose: actors never see Beast types.
 struct api_request {
@@ -25,6 +45,9 @@ struct api_request {
   std::string body;
   std::string request_id;
   std::string remote_addr;
+  /// Set (proxy routes): the body is still arriving and comes through this
+  /// instead of `body`. Process-local (not part of inspect()).
+  std::shared_ptr<body_source> body_stream;
 
   /// First header with the given lower-case name, or an empty view.
   std::string_view header(std::string_view lower_name) const noexcept;

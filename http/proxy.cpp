@@ -81,6 +81,7 @@ void forward(const std::shared_ptr<const route_state>& rs, core::api_request& re
   if (!rs->credential.empty())
     up.headers.emplace_back(rs->cfg.credential_header, rs->credential);
   up.body = std::move(req.body);
+  up.body_stream = std::move(req.body_stream);  // set when the body is still arriving
   up.timeout = rs->cfg.timeout;
 
   struct shared {

@@ -10,6 +10,7 @@
 #include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -28,6 +29,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <charconv>
 #include <deque>
 #include <mutex>
 #include <optional>
@@ -343,6 +345,7 @@ public:
   /// The pool key ("" when the request is unusable).
   const std::string& key() const { return url_.key; }
   bool usable() const { return setup_error_.empty(); }
+  bool streams_body() const { return src_ != nullptr; }
 
   /// Before run(): continue on a pooled connection (and on its strand).
   void adopt(connection_ptr c) {
@@ -359,6 +362,25 @@ public:
       if (!setup_error_.empty()) {
         finish(std::move(setup_error_));
         return;
+      }
+      if (src_) {
+        // Pieces come on the session's thread: posted here, in order. The
+        // callbacks keep the call alive while it waits for them (no I/O of
+        // its own is pending then); finish() lets go of the source, which
+        // ends that cycle.
+        auto self = shared_from_this();
+        auto ex = ex_;
+        src_->consume(
+          [self, ex](std::string piece) {
+            net::post(ex, [self, p = std::move(piece)]() mutable {
+              self->guard([&] { self->on_piece(std::move(p)); });
+            });
+          },
+          [self, ex](bool complete) {
+            net::post(ex, [self, complete] {
+              self->guard([&] { self->on_source_end(complete); });
+            });
+          });
       }
       if (conn_) {
         reused_ = true;
@@ -414,6 +436,10 @@ public:
       return;
     done_ = true;
     phase_ = phase::done;
+    if (src_) {
+      src_->cancel();  // the session stops reading a body nobody takes
+      src_.reset();
+    }
     try {
       if (timer_)
         timer_->cancel();
@@ -476,8 +502,17 @@ private:
     // TRACE with a body.
     const bool body_expected =
       req.method == "POST" || req.method == "PUT" || req.method == "PATCH";
-    if (!req.body.empty() || body_expected)
+    if (req.body_stream) {
+      src_ = std::move(req.body_stream);
+      if (src_->length >= 0) {
+        req_.set(bhttp::field::content_length, std::to_string(src_->length));
+      } else {
+        req_.set(bhttp::field::transfer_encoding, "chunked");
+        chunked_up_ = true;
+      }
+    } else if (!req.body.empty() || body_expected) {
       req_.set(bhttp::field::content_length, std::to_string(req.body.size()));
+    }
     req_.body() = std::move(req.body);
     head_request_ = req.method == "HEAD";
   }
@@ -629,6 +664,16 @@ private:
 
   void do_write() {
     phase_ = phase::writing;
+    if (src_) {
+      serializer_.emplace(req_);
+      with_stream([&](auto& s) {
+        bhttp::async_write_header(s, *serializer_,
+                                  [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                                    self->guard([&] { self->on_head_written(ec); });
+                                  });
+      });
+      return;
+    }
     with_stream([&](auto& s) {
       bhttp::async_write(s, req_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
         self->guard([&] { self->on_write(ec); });
@@ -650,6 +695,81 @@ private:
       return;
     }
     do_read_head();
+  }
+
+  // A streamed body: the head went out; the pieces follow as they come.
+  void on_head_written(beast::error_code ec) {
+    if (done_)
+      return;
+    if (ec) {
+      finish(ec == beast::error::timeout ? std::string{"timeout"} : "reset: " + ec.message());
+      return;
+    }
+    head_written_ = true;
+    pump_body();
+  }
+
+  void on_piece(std::string piece) {
+    if (done_ || piece.empty())
+      return;
+    const auto raw = piece.size();
+    if (chunked_up_) {
+      char size[20];
+      const auto r = std::to_chars(size, size + sizeof size, raw, 16);
+      std::string frame;
+      frame.reserve(raw + 16);
+      frame.append(size, r.ptr).append("\r\n").append(piece).append("\r\n");
+      piece = std::move(frame);
+    }
+    pieces_.emplace_back(std::move(piece), raw);
+    pump_body();
+  }
+
+  void on_source_end(bool complete) {
+    if (done_)
+      return;
+    if (!complete) {
+      finish("bad request: the client's body broke off");
+      return;
+    }
+    source_ended_ = true;
+    if (chunked_up_)
+      pieces_.emplace_back("0\r\n\r\n", 0);
+    pump_body();
+  }
+
+  void pump_body() {
+    if (done_ || !head_written_ || writing_body_ || body_sent_)
+      return;
+    if (pieces_.empty()) {
+      if (source_ended_) {
+        body_sent_ = true;
+        do_read_head();
+      }
+      return;
+    }
+    writing_body_ = true;
+    with_stream([&](auto& s) {
+      net::async_write(s, net::buffer(pieces_.front().first),
+                       [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                         self->guard([&] { self->on_piece_written(ec); });
+                       });
+    });
+  }
+
+  void on_piece_written(beast::error_code ec) {
+    writing_body_ = false;
+    if (done_)
+      return;
+    if (ec) {
+      finish(ec == beast::error::timeout ? std::string{"timeout"} : "reset: " + ec.message());
+      return;
+    }
+    const auto raw = pieces_.front().second;
+    pieces_.pop_front();
+    if (raw > 0)
+      src_->taken(raw);
+    pump_body();
   }
 
   // A pooled connection the upstream closed while it sat idle fails on its
@@ -829,6 +949,15 @@ private:
 
   phase phase_ = phase::init;
   bool done_ = false;
+  // A body that arrives while the call runs (upstream_request::body_stream).
+  std::shared_ptr<core::body_source> src_;
+  std::optional<bhttp::request_serializer<bhttp::string_body>> serializer_;
+  std::deque<std::pair<std::string, std::size_t>> pieces_;  ///< framed, raw size
+  bool chunked_up_ = false;
+  bool head_written_ = false;
+  bool writing_body_ = false;
+  bool source_ended_ = false;
+  bool body_sent_ = false;
   bool paused_ = false;   ///< the consumer asked to hold the body back
   bool waiting_ = false;  ///< paused between two body reads
   bool reused_ = false;  ///< on a pooled connection and no response byte seen yet
@@ -1026,7 +1155,7 @@ std::shared_ptr<call_handle> client::start(upstream_request req, upstream_handle
   try {
     std::lock_guard<std::mutex> lock{s.state->mutex};
     if (s.state->open) {
-      if (c->usable())
+      if (c->usable() && !c->streams_body())
         if (auto pooled = s.state->take_idle(c->key(), steady::now(), expired))
           c->adopt(std::move(pooled));
       s.state->live.emplace(c.get(), c);

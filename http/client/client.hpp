@@ -4,6 +4,8 @@
 // through it. Beast, Asio and OpenSSL stay behind this header because it is
 // included by the actors that start calls.
 
+#include "core/api_message.hpp"
+
 #include <chrono>
 #include <cstddef>
 #include <functional>
@@ -32,6 +34,11 @@ struct upstream_request {
   /// Connection, which the client sets itself.
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
+  /// Set: the body comes from here as it arrives (a proxied request body)
+  /// instead of `body`; sent with its declared length, or chunked. Such a
+  /// call always opens a fresh connection: a dead pooled one could not be
+  /// retried once body bytes went out.
+  std::shared_ptr<core::body_source> body_stream;
   /// Deadline of the whole exchange: resolve, connect, TLS, write, head, body.
   std::chrono::milliseconds timeout{60000};
   /// Cap on the response body; above it the call fails with "response too large".

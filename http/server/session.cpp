@@ -1,5 +1,7 @@
 #include "http/server/session.hpp"
 
+#include "http/server/request_body.hpp"
+
 #include "core/request_id.hpp"
 #include "http/errors.hpp"
 
@@ -200,7 +202,12 @@ void session::on_header(beast::error_code ec) {
     on_read_error(ec);
     return;
   }
-  auto read_body = [self = shared_from_this()] {
+  const bool early = !parser_->is_done() && forwards_body_early();
+  auto read_body = [self = shared_from_this(), early] {
+    if (early) {
+      self->start_body_forward();
+      return;
+    }
     bhttp::async_read(self->stream_, self->buffer_, *self->parser_,
                       [self](beast::error_code e, std::size_t) { self->on_read(e); });
   };
@@ -224,6 +231,87 @@ void session::on_read(beast::error_code ec) {
     return;
   }
   handle_request();
+}
+
+bool session::forwards_body_early() const {
+  const auto& req = parser_->get();
+  const auto target = req.target();
+  const auto path = target.substr(0, target.find('?'));
+  if (path.empty() || path[0] != '/')
+    return false;
+  const auto m = ctx_->routes->match({req.method_string().data(), req.method_string().size()},
+                                     {path.data(), path.size()});
+  return m.kind == route_table::outcome::found && m.matched->proxy;
+}
+
+void session::start_body_forward() {
+  std::weak_ptr<session> weak = shared_from_this();
+  auto ex = stream_.get_executor();
+  body_in_ = std::make_shared<request_body>([weak, ex] {
+    net::post(ex, [weak] {
+      if (auto s = weak.lock())
+        s->read_body_piece();
+    });
+  });
+  if (const auto n = parser_->content_length())
+    body_in_->length = static_cast<std::int64_t>(*n);
+  body_done_ = false;
+  close_after_body_ = false;
+  body_too_large_ = false;
+  handle_request();
+  read_body_piece();
+}
+
+void session::read_body_piece() {
+  if (body_done_ || body_reading_ || !body_in_ || phase_ == phase::closed)
+    return;
+  if (body_in_->cancelled()) {
+    // Not wanted (the answer went out, or the call ended): the connection
+    // cannot find the next request without reading the rest, so it closes.
+    body_done_ = true;
+    drain_ = true;
+    if (close_after_body_)
+      do_close();
+    return;
+  }
+  if (body_in_->hold_back())
+    return;  // request_body's resume brings us back
+  body_reading_ = true;
+  bhttp::async_read_some(stream_, buffer_, *parser_,
+                         [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                           self->on_body_piece(ec);
+                         });
+}
+
+void session::on_body_piece(beast::error_code ec) {
+  body_reading_ = false;
+  auto& body = parser_->get().body();
+  if (!body.empty()) {
+    body_in_->push(std::move(body));
+    body.clear();
+  }
+  if (ec || parser_->is_done()) {
+    body_in_->end(!ec);
+    body_done_ = true;
+    if (ec)
+      drain_ = true;  // the rest of a broken body cannot be found
+    if (ec == bhttp::error::body_limit) {
+      // A chunked body (a declared length over the limit is refused with
+      // the header): the backend call fails with it, the client learns why.
+      body_too_large_ = true;
+      ctx_->metrics->read_errors.with({"body_limit"}).inc();
+    }
+  }
+  if (close_after_body_) {
+    close_after_body_ = false;
+    if (!body_done_) {
+      body_done_ = true;
+      body_in_->end(false);
+    }
+    do_close();
+    return;
+  }
+  read_body_piece();
 }
 
 void session::on_read_error(beast::error_code ec) {
@@ -318,7 +406,10 @@ void session::handle_request() {
       }
     }
   }
-  out.body = std::move(req.body());
+  if (body_in_)
+    out.body_stream = body_in_;  // the body follows as it arrives
+  else
+    out.body = std::move(req.body());
   out.request_id = request_id_;
   out.remote_addr = remote_;
   phase_ = phase::waiting;
@@ -334,6 +425,11 @@ void session::on_response(core::api_response&& res) {
     if (res.stream)
       res.stream->cancel();  // nobody will read it
     return;
+  }
+  if (body_too_large_) {
+    if (res.stream)
+      res.stream->cancel();
+    res = error_response(core::errc::payload_too_large, "request body too large");
   }
   send(std::move(res), drain_ || ctx_->draining.load(std::memory_order_acquire));
 }
@@ -538,6 +634,19 @@ void session::on_write(bool close, beast::error_code ec, std::size_t bytes) {
   if (ctx_->access_log)
     spdlog::info("{} \"{} {}\" {} {} {:.3f}ms rid={}", remote_, method_, path_, status, bytes,
                  seconds * 1e3, request_id_);
+  if (!body_done_) {
+    // Answered before the whole body came (a refusal, an early backend
+    // answer): the rest is not wanted and the connection closes.
+    body_in_->cancel();
+    if (body_reading_) {
+      close_after_body_ = true;  // on_body_piece closes
+      return;
+    }
+    body_done_ = true;
+    body_in_->end(false);
+    close = true;
+  }
+  body_in_.reset();
   if (ec || close) {
     do_close();
     return;

@@ -54,6 +54,11 @@ private:
   void do_read_request();
   void on_header(boost::beast::error_code ec);
   void on_read(boost::beast::error_code ec);
+  /// A proxy route's body: forwarded while it arrives (request_body.hpp).
+  bool forwards_body_early() const;
+  void start_body_forward();
+  void read_body_piece();
+  void on_body_piece(boost::beast::error_code ec);
   void on_read_error(boost::beast::error_code ec);
   void handle_request();
   void on_drain();
@@ -95,6 +100,12 @@ private:
   /// Per stream_queue_ entry: how many of its bytes are the body's own
   /// (without chunk framing), reported to the body stream once written.
   std::deque<std::size_t> stream_raw_;
+  // A request body forwarded while it arrives.
+  std::shared_ptr<class request_body> body_in_;
+  bool body_reading_ = false;    ///< a read of it is in flight
+  bool body_done_ = true;        ///< all of it was read (or it broke off)
+  bool close_after_body_ = false;  ///< answered first: close when the read returns
+  bool body_too_large_ = false;    ///< it went over body_limit_bytes: the answer is 413
   bool stream_writing_ = false;
   bool stream_finished_ = false;
   bool stream_close_ = false;

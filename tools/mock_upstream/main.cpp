@@ -11,7 +11,8 @@
 // whose body is not JSON), X-Mock-Break-After (a stream that stops after N
 // chunks and closes the connection without its end), X-Mock-Chunk-Interval-Ms.
 // GET /bytes/N streams N bytes of a known pattern; /echo describes the
-// request it got.
+// request it got; /upload reads its body piece by piece, printing the
+// running total, and answers {"received": N}.
 // Any method on /echo... answers what it received (for the proxy's tests).
 
 #include <boost/asio/ip/tcp.hpp>
@@ -164,11 +165,33 @@ void chat(tcp::socket& sock, http::request<http::string_body>& req, const settin
 void serve(tcp::socket sock, settings s) {
   beast::flat_buffer buf;
   for (;;) {
-    http::request<http::string_body> req;
+    http::request_parser<http::string_body> parser;
+    parser.body_limit(64 << 20);
     beast::error_code ec;
-    http::read(sock, buf, req, ec);
+    http::read_header(sock, buf, parser, ec);
     if (ec)
       return;
+    if (parser.get().target().rfind("/upload", 0) == 0) {
+      // Reads the body piece by piece and prints the running total (one
+      // line per read), so a test can tell it arrives while being sent.
+      while (!ec && !parser.is_done()) {
+        http::read_some(sock, buf, parser, ec);
+        std::cout << "upload received " << parser.get().body().size() << std::endl;
+      }
+      if (ec)
+        return;
+      auto req = parser.release();
+      write_response(sock, req, 200,
+                     R"({"received":)" + std::to_string(req.body().size()) + R"(,"body":)"
+                       + json_string(req.body().substr(0, 64)) + "}");
+      if (!req.keep_alive())
+        return;
+      continue;
+    }
+    http::read(sock, buf, parser, ec);
+    if (ec)
+      return;
+    auto req = parser.release();
     const int latency = header_int(req, "X-Mock-Latency-Ms", s.latency_ms);
     if (latency > 0)
       std::this_thread::sleep_for(std::chrono::milliseconds{latency});
