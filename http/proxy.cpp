@@ -110,6 +110,7 @@ void forward(const std::shared_ptr<const route_state>& rs, core::api_request& re
     out->respond(std::move(res));
   };
   h.on_data = [sh](std::string_view chunk) { sh->stream->push(std::string{chunk}); };
+  h.hold = [sh](std::function<void()> resume) { return sh->stream->hold(std::move(resume)); };
   const auto rid = req.request_id;
   h.on_done = [sh, out, rid](std::string error, client::upstream_head, std::string) {
     if (!sh->answered) {
@@ -135,15 +136,6 @@ void forward(const std::shared_ptr<const route_state>& rs, core::api_request& re
       hd->cancel();
   };
   sh->stream->on_cancel(cancel);
-  sh->stream->set_flow(
-    [weak] {
-      if (auto hd = weak.lock())
-        hd->pause();
-    },
-    [weak] {
-      if (auto hd = weak.lock())
-        hd->resume();
-    });
   out->on_cancel(cancel);
 }
 

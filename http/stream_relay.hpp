@@ -17,9 +17,10 @@ namespace tollgate::http {
 /// session. Bytes that arrive before the session attached are kept.
 ///
 /// Flow control: the bytes pushed but not yet on the client's socket are
-/// counted; above high_water the producer's `pause` runs, and its `resume`
-/// once the client has taken the backlog down to low_water. A slow client
-/// thus holds the upstream back instead of filling the gateway's memory.
+/// counted. The producer asks hold() after each push; above high_water it
+/// is told to stop, and its `resume` runs once the client has taken the
+/// backlog down to low_water. A slow client thus holds the upstream back
+/// instead of filling the gateway's memory.
 class relay final : public core::body_stream {
 public:
   static constexpr std::size_t high_water = std::size_t{1} << 20;
@@ -42,37 +43,31 @@ public:
     return n;
   }
 
-  /// How to hold the producer back and let it go on. Thread-safe; both run
-  /// outside the relay's lock, on whichever thread crossed the mark.
-  void set_flow(std::function<void()> pause, std::function<void()> resume) {
-    std::function<void()> now;
-    {
-      std::lock_guard<std::mutex> g{m_};
-      pause_ = std::move(pause);
-      resume_ = std::move(resume);
-      now = crossed_high();
+  /// Asked by the producer after each push: true means stop producing
+  /// until `resume` runs (from the thread that drained the backlog).
+  bool hold(std::function<void()> resume) {
+    std::lock_guard<std::mutex> g{m_};
+    if (pending_ <= high_water || cancelled_)
+      return false;
+    if (!paused_) {
+      paused_ = true;
+      paused_total().fetch_add(1, std::memory_order_relaxed);
     }
-    if (now)
-      now();
+    resume_ = std::move(resume);
+    return true;
   }
 
   void push(std::string bytes) {
-    std::function<void()> pause;
-    {
-      std::lock_guard<std::mutex> g{m_};
-      if (cancelled_ || finished_ || bytes.empty())
-        return;
-      pending_ += bytes.size();
-      buffered_total().fetch_add(static_cast<std::int64_t>(bytes.size()),
-                                 std::memory_order_relaxed);
-      if (sink_)
-        sink_->write(std::move(bytes));
-      else
-        early_.push_back(std::move(bytes));
-      pause = crossed_high();
-    }
-    if (pause)
-      pause();
+    std::lock_guard<std::mutex> g{m_};
+    if (cancelled_ || finished_ || bytes.empty())
+      return;
+    pending_ += bytes.size();
+    buffered_total().fetch_add(static_cast<std::int64_t>(bytes.size()),
+                               std::memory_order_relaxed);
+    if (sink_)
+      sink_->write(std::move(bytes));
+    else
+      early_.push_back(std::move(bytes));
   }
 
   void written(std::size_t bytes) noexcept override {
@@ -85,7 +80,8 @@ public:
       if (paused_ && pending_ <= low_water) {
         paused_ = false;
         paused_total().fetch_sub(1, std::memory_order_relaxed);
-        resume = resume_;
+        resume = std::move(resume_);
+        resume_ = nullptr;
       }
     }
     if (resume)
@@ -136,18 +132,8 @@ public:
   }
 
 private:
-  /// Under the lock: the pause to run when the backlog just went over.
-  std::function<void()> crossed_high() {
-    if (paused_ || pending_ <= high_water || !pause_)
-      return {};
-    paused_ = true;
-    paused_total().fetch_add(1, std::memory_order_relaxed);
-    return pause_;
-  }
-
   std::mutex m_;
-  std::function<void()> pause_;
-  std::function<void()> resume_;
+  std::function<void()> resume_;  ///< the held producer's way on
   std::size_t pending_ = 0;  ///< pushed, not yet on the client's socket
   bool paused_ = false;
   std::shared_ptr<core::stream_sink> sink_;

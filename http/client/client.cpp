@@ -407,17 +407,16 @@ public:
     }
   }
 
-  /// Any thread: stop reading the body after the chunk at hand, or go on.
-  void request_pause(bool pause) noexcept {
+  /// Any thread: a body held back by the consumer (upstream_handlers::hold)
+  /// is read on.
+  void request_resume() noexcept {
     try {
       std::lock_guard<std::mutex> lock{st_->mutex};
       if (!st_->open)
         return;
-      net::post(ex_, [self = shared_from_this(), pause] {
-        self->guard([&] { self->set_paused(pause); });
-      });
+      net::post(ex_, [self = shared_from_this()] { self->guard([&] { self->resume_reading(); }); });
     } catch (const std::exception& e) {
-      spdlog::error("upstream: cannot post a pause: {}", e.what());
+      spdlog::error("upstream: cannot post a resume: {}", e.what());
     }
   }
 
@@ -865,21 +864,27 @@ private:
       complete();
       return;
     }
-    if (paused_) {
-      waiting_ = true;  // set_paused(false) reads on
-      return;
+    if (h_.hold) {
+      // Strong: a held call has no I/O of its own pending to keep it alive.
+      // The consumer drops `resume` once it ran, or when the call ends.
+      bool held = false;
+      if (!invoke_user([&] {
+            held = h_.hold([self = shared_from_this()] { self->request_resume(); });
+          }))
+        return;
+      if (held) {
+        waiting_ = true;  // resume_reading() reads on
+        return;
+      }
     }
     do_read_body();
   }
 
-  void set_paused(bool pause) {
-    if (done_)
+  void resume_reading() {
+    if (done_ || !waiting_)
       return;
-    paused_ = pause;
-    if (!pause && waiting_) {
-      waiting_ = false;
-      do_read_body();
-    }
+    waiting_ = false;
+    do_read_body();
   }
 
   bool deliver(std::string_view bytes) {
@@ -958,8 +963,7 @@ private:
   bool writing_body_ = false;
   bool source_ended_ = false;
   bool body_sent_ = false;
-  bool paused_ = false;   ///< the consumer asked to hold the body back
-  bool waiting_ = false;  ///< paused between two body reads
+  bool waiting_ = false;  ///< held back by the consumer between two body reads
   bool reused_ = false;  ///< on a pooled connection and no response byte seen yet
   connection_ptr conn_;
   connection_ptr retired_;
@@ -978,15 +982,7 @@ void call_handle::cancel() noexcept {
     c->request_cancel();
 }
 
-void call_handle::pause() noexcept {
-  if (auto c = call_.lock())
-    c->request_pause(true);
-}
 
-void call_handle::resume() noexcept {
-  if (auto c = call_.lock())
-    c->request_pause(false);
-}
 
 struct client::impl {
   explicit impl(options o)

@@ -62,6 +62,13 @@ struct upstream_handlers {
   /// Body bytes as they arrive (de-chunked). Optional; when set, the body is
   /// not buffered and on_done receives an empty one.
   std::function<void(std::string_view chunk)> on_data;
+  /// Flow control, optional: asked after each on_data. True stops reading
+  /// the body (the upstream's sending then stalls in TCP) until the
+  /// consumer calls `resume` (any thread, once). A held call waits without
+  /// a timer (the consumer bounds it: the session drops a client that takes
+  /// nothing for its write timeout); past the deadline, the first read
+  /// after resume fails with "timeout".
+  std::function<bool(std::function<void()> resume)> hold;
   /// Exactly once, last. An empty `error` is success. `body` holds the whole
   /// body only in buffered mode (no on_data). Errors are one of
   /// "bad url: …", "bad request: …", "connect: …", "tls: …", "timeout",
@@ -77,14 +84,6 @@ public:
   /// already finished. Thread-safe and idempotent; a no-op once the client
   /// is being destroyed (that cancels every call itself).
   void cancel() noexcept;
-  /// Flow control for a body read through on_data: stop reading after the
-  /// chunk at hand (the upstream's sending then stalls in TCP), and go on.
-  /// Thread-safe; a no-op once the call has finished. A paused call waits
-  /// without a timer (the consumer bounds the pause: the session drops a
-  /// client that takes nothing for its write timeout); past the deadline,
-  /// the first read after resume() fails with "timeout".
-  void pause() noexcept;
-  void resume() noexcept;
 
 private:
   friend class client;

@@ -845,6 +845,10 @@ void call_upstream(caf::event_based_actor* self, state_ptr st) {
   };
   if (want_stream) {
     st->stream = sh->stream;
+    // A slow client holds the upstream back (stream_relay.hpp).
+    h.hold = [sh](std::function<void()> resume) {
+      return sh->r.streamed && sh->stream->hold(std::move(resume));
+    };
   }
   // Non-streamed calls are buffered through on_data too, so that the body
   // cap and the error-body cap are one path; a 2xx body is kept whole.
@@ -865,15 +869,6 @@ void call_upstream(caf::event_based_actor* self, state_ptr st) {
       if (auto hd = weak.lock())
         hd->cancel();
     });
-    st->stream->set_flow(
-      [weak] {
-        if (auto hd = weak.lock())
-          hd->pause();
-      },
-      [weak] {
-        if (auto hd = weak.lock())
-          hd->resume();
-      });
   }
 }
 
