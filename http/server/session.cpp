@@ -639,7 +639,10 @@ void session::on_write(bool close, beast::error_code ec, std::size_t bytes) {
     // answer): the rest is not wanted and the connection closes.
     body_in_->cancel();
     if (body_reading_) {
-      close_after_body_ = true;  // on_body_piece closes
+      // The read may wait for bytes the client never sends: cut it short;
+      // on_body_piece then closes.
+      close_after_body_ = true;
+      stream_.cancel();
       return;
     }
     body_done_ = true;

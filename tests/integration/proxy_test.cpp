@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <thread>
 
 using namespace tollgate;
@@ -31,6 +32,27 @@ core::proxy_route_config route(const std::string& prefix, const std::string& ups
   r.upstream = upstream;
   return r;
 }
+
+/// The mock upstream behind the proxy route `prefix` (stripped), a gateway
+/// in front of it (`more` adjusts its config) and a user, alice.
+struct behind_proxy {
+  test::mock_upstream up;
+  test::temp_dir dir;
+  instance g;
+  test::user a;
+
+  explicit behind_proxy(const std::string& prefix,
+                        const std::function<void(core::config&)>& more = {})
+    : g{dir.str("data"), core::system_clock::instance(),
+        [&](core::config& c) {
+          auto r = route(prefix, up.base());
+          r.strip_prefix = true;
+          c.routes = {r};
+          if (more)
+            more(c);
+        }},
+      a{create_user(g, "alice")} {}
+};
 
 } // namespace
 
@@ -134,14 +156,9 @@ TEST_CASE("the example configs put their APIs behind proxy routes", "[config][pr
 
 TEST_CASE("a backend answer that breaks off reaches the client as cut, not complete",
           "[integration][proxy]") {
-  test::mock_upstream up;
-  test::temp_dir dir;
-  instance g{dir.str("data"), core::system_clock::instance(), [&](core::config& c) {
-               auto r = route("/backend", up.base());
-               r.strip_prefix = true;
-               c.routes = {r};
-             }};
-  auto a = create_user(g, "alice");
+  behind_proxy p{"/backend"};
+  auto& g = p.g;
+  auto& a = p.a;
   test::connection c{g.port()};
   c.send(test::make_request(
     "POST", "/backend/v1/chat/completions",
@@ -190,14 +207,9 @@ bool eventually(Condition c) {
 
 TEST_CASE("a client that reads slowly holds the backend back instead of filling memory",
           "[integration][proxy]") {
-  test::mock_upstream up;
-  test::temp_dir dir;
-  instance g{dir.str("data"), core::system_clock::instance(), [&](core::config& c) {
-               auto r = route("/files", up.base());
-               r.strip_prefix = true;
-               c.routes = {r};
-             }};
-  auto a = create_user(g, "alice");
+  behind_proxy p{"/files"};
+  auto& g = p.g;
+  auto& a = p.a;
   // More than the relay's mark plus whatever the sockets on the way hold.
   constexpr std::size_t n = std::size_t{12} << 20;
   test::connection c{g.port()};
@@ -231,14 +243,10 @@ TEST_CASE("a client that reads slowly holds the backend back instead of filling 
 
 TEST_CASE("a proxied request body goes to the backend while the client still sends it",
           "[integration][proxy]") {
-  test::mock_upstream up;
-  test::temp_dir dir;
-  instance g{dir.str("data"), core::system_clock::instance(), [&](core::config& c) {
-               auto r = route("/files", up.base());
-               r.strip_prefix = true;
-               c.routes = {r};
-             }};
-  auto a = create_user(g, "alice");
+  behind_proxy p{"/files"};
+  auto& up = p.up;
+  auto& g = p.g;
+  auto& a = p.a;
   constexpr std::size_t half = 100'000;
   const std::string first(half, 'x');
   const std::string second(half, 'y');
@@ -279,7 +287,9 @@ TEST_CASE("a proxied request body goes to the backend while the client still sen
   }
 
   SECTION("a refused key: 401, the backend gets nothing, the connection closes") {
-    test::connection c{g.port()};
+    // At once: well before the 10 s request timeout that would end the
+    // read of the rest of the body otherwise.
+    test::connection c{g.port(), 2s};
     c.send("POST /files/upload HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer gw_live_nope"
            "\r\nContent-Length: " + std::to_string(2 * half) + "\r\n\r\n" + first);
     auto r = c.read_response();
@@ -292,15 +302,10 @@ TEST_CASE("a proxied request body goes to the backend while the client still sen
 
 TEST_CASE("a proxied request body over the limit gets 413, declared or chunked",
           "[integration][proxy]") {
-  test::mock_upstream up;
-  test::temp_dir dir;
-  instance g{dir.str("data"), core::system_clock::instance(), [&](core::config& c) {
-               auto r = route("/files", up.base());
-               r.strip_prefix = true;
-               c.routes = {r};
-               c.server.body_limit_bytes = 50'000;
-             }};
-  auto a = create_user(g, "alice");
+  behind_proxy p{"/files", [](core::config& c) { c.server.body_limit_bytes = 50'000; }};
+  auto& up = p.up;
+  auto& g = p.g;
+  auto& a = p.a;
   const std::string piece(40'000, 'x');
   SECTION("declared") {
     test::connection c{g.port()};
