@@ -9,6 +9,7 @@
 #include "app/config_loader.hpp"
 #include "http/client/client.hpp"
 #include "http/llm/llm.hpp"
+#include "http/llm/watch.hpp"
 #include "http/routes.hpp"
 #include "http/server/dispatcher.hpp"
 #include "http/server/http_metrics.hpp"
@@ -246,6 +247,19 @@ bool gateway::shutdown() {
     ok = s.server->drain(s.cfg.server.shutdown_grace);
     s.server->stop();
   }
+  if (s.upstream) {
+    // Upstream calls still in flight cannot go on without the I/O threads:
+    // each is told now, so that its call settles the tokens and credits it
+    // holds before the counters and the ledger are flushed below.
+    s.upstream->cancel_all();
+    if (s.llm && s.llm->watch) {
+      const auto until = std::chrono::steady_clock::now() + std::chrono::seconds{3};
+      while (s.llm->watch->size() > 0 && std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(std::chrono::milliseconds{5});
+      if (const auto left = s.llm->watch->size(); left > 0)
+        spdlog::warn("shutdown: {} LLM calls did not finish; what they hold stays held", left);
+    }
+  }
   if (s.system) {
     if (s.directory) {
       // Key counters first, so the storage flush below includes them.
@@ -295,8 +309,16 @@ bool gateway::shutdown() {
     // Actors first: a router may still hold responders that post to the
     // server's io_context, so that must outlive every actor.
     s.system.reset();  // waits for every actor to finish
-    s.dispatch.reset();
+    // Then the client (its sockets belong to the io_context; the routes'
+    // proxy handlers and the LLM context hold it too), the server, and the
+    // io_context with whatever its queue still holds (sessions, responders),
+    // all while the metrics and the dispatcher they point to still exist.
+    s.routes = {};
+    s.llm.reset();
+    s.upstream.reset();
     s.server.reset();
+    s.io.reset();
+    s.dispatch.reset();
   }
   if (s.started)
     spdlog::info("shutdown: complete");

@@ -1080,52 +1080,55 @@ client::client(options o) : impl_(std::make_unique<impl>(std::move(o))) {
 
 client::~client() {
   auto& s = *impl_;
+  cancel_all();
+  if (!s.owned)
+    return;  // the owner's io_context has stopped (see the header)
+  s.work.reset();
+  s.ioc.stop();
+  for (auto& t : s.threads)
+    if (t.joinable())
+      t.join();
+  cancel_all();  // what did not finish in time, now that no thread races
+}
+
+void client::cancel_all() noexcept {
+  auto& s = *impl_;
   try {
     std::vector<detail::connection_ptr> pooled;
+    const bool running = !s.ioc.stopped();
     {
       std::lock_guard<std::mutex> lock{s.state->mutex};
       s.state->open = false;
-      for (auto& [ptr, weak] : s.state->live)
-        if (auto c = weak.lock())
-          net::post(c->executor(), [c] { c->on_cancel(); });
+      if (running)
+        for (auto& [ptr, weak] : s.state->live)
+          if (auto c = weak.lock())
+            net::post(c->executor(), [c] { c->on_cancel(); });
       for (auto& [key, q] : s.state->idle)
         for (auto& c : q)
           pooled.push_back(std::move(c));
       s.state->idle.clear();
     }
     detail::close_all(pooled);
-    // Nothing would run the cancellations on a stopped io_context of the
-    // owner's: they are told below, on this thread.
-    if (!s.ioc.stopped()) {
+    if (running) {
       // Bounded: a callback that blocks must not hang the shutdown forever.
       std::unique_lock<std::mutex> lock{s.state->mutex};
       s.state->all_done.wait_for(lock, std::chrono::seconds{5},
                                  [&] { return s.state->live.empty(); });
+      return;
     }
+    // No thread runs the io_context: the calls are told here.
+    std::vector<std::shared_ptr<detail::call>> left;
+    {
+      std::lock_guard<std::mutex> lock{s.state->mutex};
+      for (auto& [ptr, weak] : s.state->live)
+        if (auto c = weak.lock())
+          left.push_back(std::move(c));
+    }
+    for (auto& c : left)
+      c->on_cancel();
   } catch (const std::exception& e) {
     spdlog::error("upstream client: shutdown: {}", e.what());
   }
-  if (!s.owned && !s.ioc.stopped()) {
-    // The owner's threads still run those calls: they end on them (each
-    // has its own deadline); telling them here too would race.
-    return;
-  }
-  s.work.reset();
-  s.ioc.stop();
-  for (auto& t : s.threads)
-    if (t.joinable())
-      t.join();
-  // Whatever did not finish in time is told now, on this thread: no I/O
-  // thread is left to race with.
-  std::vector<std::shared_ptr<detail::call>> left;
-  {
-    std::lock_guard<std::mutex> lock{s.state->mutex};
-    for (auto& [ptr, weak] : s.state->live)
-      if (auto c = weak.lock())
-        left.push_back(std::move(c));
-  }
-  for (auto& c : left)
-    c->on_cancel();
 }
 
 std::shared_ptr<call_handle> client::start(upstream_request req, upstream_handlers h) {

@@ -121,8 +121,8 @@ public:
 
   explicit client(options o);
   /// Cancels pending calls (on_done("cancelled")), closes pooled connections
-  /// and joins the I/O threads. Must not run on one of those threads (nor,
-  /// with `options::io`, on a thread running that io_context).
+  /// and joins the I/O threads. Must not run on one of those threads. With
+  /// `options::io`, the client must go after that io_context has stopped.
   ~client();
   client(const client&) = delete;
   client& operator=(const client&) = delete;
@@ -131,6 +131,12 @@ public:
   /// on_done (synchronously, on the caller's thread, only when the client is
   /// shutting down or memory runs out).
   std::shared_ptr<call_handle> start(upstream_request req, upstream_handlers h);
+
+  /// Takes no more calls and cancels those in flight (on_done("cancelled")):
+  /// on the I/O threads while they run (waiting up to 5 s for them), else
+  /// here, on the caller's thread. The gateway calls it at shutdown, once
+  /// its I/O threads stopped, so that every call settles what it holds.
+  void cancel_all() noexcept;
 
   /// Pooled keep-alive connections right now (for tests and metrics).
   std::size_t idle_connections() const;

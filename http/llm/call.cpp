@@ -1178,10 +1178,28 @@ caf::actor spawn_call_runner(caf::actor_system& sys) {
   // spawn and, at its end, a wake-up of CAF's clock thread (which every
   // terminating actor tells to drop its timers) on every request.
   return sys.spawn([](caf::event_based_actor* self) -> caf::behavior {
+    // An exception would end the runner and every call it carries: it ends
+    // only the call at hand (answered 500 if it was not yet; the watchdog
+    // registry lets go of it).
+    const auto guarded = [](const state_ptr& st, auto&& step) {
+      try {
+        step();
+      } catch (const std::exception& e) {
+        spdlog::error("request {}: the call failed: {}", st->req.request_id, e.what());
+        answer_error(*st, 500, "server_error", "internal_error", "the call failed");
+        if (st->watch_id != 0 && st->ctx->watch)
+          st->ctx->watch->remove(st->watch_id);
+        st->watch_id = 0;
+      }
+    };
     return {
-      [self](start_atom, state_ptr& st) { begin(self, std::move(st)); },
-      [self](upstream_done_atom, state_ptr& st, upstream_result& r) { on_result(self, st, r); },
-      [self](retry_atom, state_ptr& st) { acquire(self, std::move(st)); },
+      [self, guarded](start_atom, state_ptr& st) {
+        guarded(st, [&] { begin(self, st); });
+      },
+      [self, guarded](upstream_done_atom, state_ptr& st, upstream_result& r) {
+        guarded(st, [&] { on_result(self, st, r); });
+      },
+      [self, guarded](retry_atom, state_ptr& st) { guarded(st, [&] { acquire(self, st); }); },
       [](watchdog_atom, state_ptr& st) {
         // Something did not answer in any reasonable time: the client is
         // told; the state stays for late answers, so grants still settle.

@@ -20,8 +20,8 @@ namespace tollgate::http {
 
 class request_body final : public core::body_source {
 public:
-  static constexpr std::size_t high_water = std::size_t{1} << 20;
-  static constexpr std::size_t low_water = std::size_t{256} << 10;
+  static constexpr std::size_t high_water = std::size_t{256} << 10;
+  static constexpr std::size_t low_water = std::size_t{64} << 10;
 
   explicit request_body(std::function<void()> resume) : resume_(std::move(resume)) {}
 
@@ -46,7 +46,7 @@ public:
     if (ended_)
       return;
     ended_ = true;
-    complete_ = complete;
+    complete_ = complete && !cancelled_;  // bytes were dropped since the cancel
     if (on_end_)
       on_end_(complete);
   }

@@ -287,12 +287,17 @@ void session::on_body_piece(beast::error_code ec) {
   body_reading_ = false;
   auto& body = parser_->get().body();
   if (!body.empty()) {
-    body_in_->push(std::move(body));
-    body.clear();
+    // A copy of what came, and the parser's string let go: the parser
+    // reserved the whole declared length in it, which a moved piece would
+    // carry along while it waits for the backend.
+    body_in_->push(std::string{body.data(), body.size()});
+    std::string{}.swap(body);
   }
   if (ec || parser_->is_done()) {
     body_in_->end(!ec);
     body_done_ = true;
+    if (!ec && cancel_ && phase_ == phase::waiting)
+      watch_client();
     if (ec)
       drain_ = true;  // the rest of a broken body cannot be found
     if (ec == bhttp::error::body_limit) {
@@ -442,8 +447,11 @@ void session::set_cancel(std::function<void()> cancel) {
     return;
   }
   cancel_ = std::move(cancel);
-  // Only requests that can be cancelled (upstream calls) pay for watching.
-  watch_client();
+  // Only requests that can be cancelled (upstream calls) pay for watching;
+  // while a forwarded body still arrives its bytes would end the watch at
+  // once, so it starts when the body is in (on_body_piece).
+  if (body_done_)
+    watch_client();
 }
 
 void session::watch_client() {
