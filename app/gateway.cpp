@@ -250,7 +250,10 @@ bool gateway::shutdown() {
   if (s.upstream) {
     // Upstream calls still in flight cannot go on without the I/O threads:
     // each is told now, so that its call settles the tokens and credits it
-    // holds before the counters and the ledger are flushed below.
+    // holds before the counters and the ledger are flushed below. (Left
+    // frozen, a call's handlers would also keep the storage actor's handle
+    // in the stopped io_context's queue, and the actor system would wait
+    // for that detached actor forever.)
     s.upstream->cancel_all();
     if (s.llm && s.llm->watch) {
       const auto until = std::chrono::steady_clock::now() + std::chrono::seconds{3};

@@ -711,3 +711,41 @@ TEST_CASE("an HTTP/1.0 client gets a stream unchunked, ended by the close; HEAD 
     CHECK(seen.compare(end_of_head, 12, "HTTP/1.1 200") == 0);
   }
 }
+
+TEST_CASE("a call in flight at shutdown settles what it holds", "[integration][llm]") {
+  mock up;
+  test::temp_dir dir;
+  const auto setup = [&](core::config& c) {
+    c.llm.providers = {provider("mock", up.url(), {{"X-Mock-Latency-Ms", "5000"}})};
+    c.server.shutdown_grace = 50ms;
+  };
+  std::string key;
+  std::int64_t before = 0;
+  {
+    instance g{dir.str("data"), core::system_clock::instance(), setup};
+    auto a = create_user(g, "alice");
+    key = a.key;
+    before = balance_micro(g, key);
+    std::thread client{[&] {
+      try {
+        (void)g.call("POST", "/v1/chat/completions", key, chat_body());
+      } catch (const std::exception&) {
+        // The gateway went away before answering: expected here.
+      }
+    }};
+    // The call holds its worst case while the upstream takes its time.
+    REQUIRE(eventually([&] { return balance_micro(g, key) < before; }));
+    g.gw->shutdown();  // the drain gives up after 50 ms: the call is in flight
+    client.join();
+  }
+  // After a restart: the hold is gone and one charge for the prompt (the
+  // upstream may have read it) stands in the ledger, nothing else.
+  instance g{dir.str("data"), core::system_clock::instance(), setup};
+  auto l = ledger(g, key);
+  REQUIRE(l["data"].Size() == 1);
+  const auto& e = l["data"][0];
+  CHECK(e["completion_tokens"].GetInt64() == 0);
+  const auto charged = e["amount_micro"].GetInt64();
+  CHECK(charged == e["prompt_tokens"].GetInt64() * 1000);
+  CHECK(balance_micro(g, key) == before - charged);
+}
