@@ -605,11 +605,16 @@ private:
     });
   }
 
+  /// Ends the call for a failed step: "timeout", or `what` and the reason.
+  void fail(const beast::error_code& ec, const char* what) {
+    finish(ec == beast::error::timeout ? std::string{"timeout"} : what + ec.message());
+  }
+
   void on_connect(beast::error_code ec) {
     if (done_)
       return;
     if (ec) {
-      finish(ec == beast::error::timeout ? std::string{"timeout"} : "connect: " + ec.message());
+      fail(ec, "connect: ");
       return;
     }
     beast::error_code ignored;
@@ -655,7 +660,7 @@ private:
     if (done_)
       return;
     if (ec) {
-      finish(ec == beast::error::timeout ? std::string{"timeout"} : "tls: " + ec.message());
+      fail(ec, "tls: ");
       return;
     }
     do_write();
@@ -701,7 +706,7 @@ private:
     if (done_)
       return;
     if (ec) {
-      finish(ec == beast::error::timeout ? std::string{"timeout"} : "reset: " + ec.message());
+      fail(ec, "reset: ");
       return;
     }
     head_written_ = true;
@@ -761,7 +766,7 @@ private:
     if (done_)
       return;
     if (ec) {
-      finish(ec == beast::error::timeout ? std::string{"timeout"} : "reset: " + ec.message());
+      fail(ec, "reset: ");
       return;
     }
     const auto raw = pieces_.front().second;
