@@ -214,12 +214,11 @@ void responses(std::shared_ptr<const llm::context> ctx, const actors::services& 
     bad_request(out, true, "input must be a string or an array", "input");
     return;
   }
-  if (d.HasMember("stream") && d["stream"].IsBool() && d["stream"].GetBool()) {
-    bad_request(out, true, "streaming is not supported on /v1/responses yet; use "
-                           "/v1/chat/completions",
-                "stream");
+  if (d.HasMember("stream") && !d["stream"].IsBool()) {
+    bad_request(out, true, "stream must be a boolean", "stream");
     return;
   }
+  r.stream = d.HasMember("stream") && d["stream"].GetBool();
   std::string err;
   if (!positive_int(d, "max_output_tokens", r.max_tokens, err)
       || !positive_int(d, "max_tokens", r.max_tokens, err)) {

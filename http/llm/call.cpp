@@ -128,6 +128,13 @@ struct stream_reader {
       if (d.HasParseError() || !d.IsObject())
         continue;
       read_usage(d, partial);
+      // The Responses API's stream: text in output_text.delta events, the
+      // usage inside the response.completed event's response.
+      if (d.HasMember("response") && d["response"].IsObject())
+        read_usage(d["response"], partial);
+      if (d.HasMember("type") && d["type"] == "response.output_text.delta"
+          && d.HasMember("delta") && d["delta"].IsString())
+        partial.text.append(d["delta"].GetString(), d["delta"].GetStringLength());
       if (d.HasMember("choices") && d["choices"].IsArray())
         for (const auto& c : d["choices"].GetArray())
           if (c.IsObject() && c.HasMember("delta") && c["delta"].IsObject()

@@ -245,7 +245,27 @@ answer responses(const rapidjson::Document& d) {
   usage(w, core::llm::estimate_tokens(said.size()) / 2 + 1,
         static_cast<std::int64_t>(words.size()), true);
   w.EndObject();
-  return {200, b.GetString(), {}};
+  const bool stream = d.HasMember("stream") && d["stream"].IsBool() && d["stream"].GetBool();
+  if (!stream)
+    return {200, b.GetString(), {}};
+  // The Responses API's stream: a delta event per word, then the whole
+  // response (with its usage) in response.completed.
+  answer a{200, {}, {}};
+  for (const auto& word : words) {
+    rapidjson::StringBuffer e;
+    writer ew{e};
+    ew.StartObject();
+    ew.Key("type");
+    ew.String("response.output_text.delta");
+    ew.Key("delta");
+    str(ew, word);
+    ew.EndObject();
+    a.chunks.push_back(std::string{"event: response.output_text.delta\ndata: "} + e.GetString()
+                       + "\n\n");
+  }
+  a.chunks.push_back(std::string{"event: response.completed\ndata: "}
+                     + R"({"type":"response.completed","response":)" + b.GetString() + "}\n\n");
+  return a;
 }
 
 answer images(const rapidjson::Document& d) {

@@ -749,3 +749,43 @@ TEST_CASE("a call in flight at shutdown settles what it holds", "[integration][l
   CHECK(charged == e["prompt_tokens"].GetInt64() * 1000);
   CHECK(balance_micro(g, key) == before - charged);
 }
+
+TEST_CASE("a response as SSE (/v1/responses): relayed, usage from response.completed",
+          "[integration][llm]") {
+  mock up;
+  test::temp_dir dir;
+  instance g{dir.str("data"), core::system_clock::instance(),
+             [&](core::config& c) { c.llm.providers = {provider("mock", up.url())}; }};
+  auto a = create_user(g, "alice");
+  test::connection c{g.port()};
+  c.send(test::make_request("POST", "/v1/responses", "Authorization: Bearer " + a.key + "\r\n",
+                            R"({"model":"m1","input":"hello there","stream":true})"));
+  auto r = c.read_response();
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  CHECK(r->header("content-type") == "text/event-stream");
+  CHECK(r->body.find("event: response.output_text.delta") != std::string::npos);
+  CHECK(r->body.find("event: response.completed") != std::string::npos);
+  CHECK(r->body.find(R"("usage":{"input_tokens":7,"output_tokens":9})") != std::string::npos);
+  // The usage came from inside response.completed: settled exactly.
+  c.send(test::make_request("GET", "/api/usage", "Authorization: Bearer " + a.key + "\r\n"));
+  auto u = c.read_response();
+  REQUIRE(u);
+  CHECK(json(*u)["usage"]["daily_tokens_used"].GetInt64() == 16);
+  CHECK(balance_micro(g, a.key) == 10'000'000 - cost);
+  CHECK(g.call("POST", "/v1/responses", a.key, R"({"model":"m1","input":"x","stream":"yes"})")
+          .status
+        == 400);
+
+  // The built-in demo provider streams the same events.
+  test::temp_dir dir2;
+  instance d{dir2.str("data"), core::system_clock::instance(),
+             [&](core::config& cfg) { cfg.llm.providers = {provider("demo", "builtin:demo")}; }};
+  auto b = create_user(d, "bob");
+  auto s = d.call("POST", "/v1/responses", b.key,
+                  R"({"model":"m1","input":"hello there","stream":true})");
+  CHECK(s.status == 200);
+  CHECK(s.body.find("event: response.output_text.delta") != std::string::npos);
+  CHECK(s.body.find("event: response.completed") != std::string::npos);
+  CHECK(tokens_used(d, b.key) > 0);
+}

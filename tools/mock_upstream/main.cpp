@@ -248,10 +248,37 @@ void serve(tcp::socket sock, settings s) {
       body += R"(},"body":)" + json_string(req.body()) + "}";
       write_response(sock, req, 200, body);
     } else if (req.method() == http::verb::post && target == "/v1/responses") {
-      write_response(sock, req, 200,
-                     R"({"id":"resp-mock","object":"response","status":"completed","output_text":"mock answer","output":[],"usage":{"input_tokens":)"
-                       + std::to_string(s.prompt_tokens) + R"(,"output_tokens":)"
-                       + std::to_string(s.completion_tokens) + "}}");
+      const std::string full =
+        R"({"id":"resp-mock","object":"response","status":"completed","output_text":"mock answer","output":[],"usage":{"input_tokens":)"
+        + std::to_string(s.prompt_tokens) + R"(,"output_tokens":)"
+        + std::to_string(s.completion_tokens) + "}}";
+      rapidjson::Document d;
+      d.Parse(req.body().c_str());
+      const bool stream = !d.HasParseError() && d.IsObject() && d.HasMember("stream")
+                          && d["stream"].IsBool() && d["stream"].GetBool();
+      if (!stream) {
+        write_response(sock, req, 200, full);
+      } else {
+        // The Responses API's stream: deltas, then response.completed with
+        // the whole response and its usage.
+        std::string out = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                          "Transfer-Encoding: chunked\r\n\r\n";
+        const auto chunk = [&](const std::string& data) {
+          std::ostringstream hex;
+          hex << std::hex << data.size();
+          out += hex.str() + "\r\n" + data + "\r\n";
+        };
+        for (const char* word : {"mock ", "answer"})
+          chunk(std::string{"event: response.output_text.delta\ndata: "}
+                + R"({"type":"response.output_text.delta","delta":")" + word + "\"}\n\n");
+        chunk("event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":"
+              + full + "}\n\n");
+        out += "0\r\n\r\n";
+        beast::error_code wec;
+        net::write(sock, net::buffer(out), wec);
+        if (wec)
+          return;
+      }
     } else if (req.method() == http::verb::get && target == "/v1/models") {
       write_response(sock, req, 200,
                      R"({"object":"list","data":[{"id":"mock-model","object":"model","created":0,"owned_by":"mock"}]})");
