@@ -50,6 +50,7 @@ std::uint32_t route_table::add(std::string method, std::string pattern, bool met
                                bool proxy) {
   if (pattern.empty() || pattern[0] != '/')
     throw std::invalid_argument("route pattern must start with '/': " + pattern);
+  has_proxy_ = has_proxy_ || proxy;
   compiled c;
   for (auto seg : split(pattern)) {
     if (c.wildcard)

@@ -43,6 +43,9 @@ public:
   match_result match(std::string_view method, std::string_view path) const;
 
   const std::vector<route>& routes() const noexcept { return routes_; }
+  /// Some route forwards to a backend (the session then looks for request
+  /// bodies to forward while they arrive).
+  bool has_proxy() const noexcept { return has_proxy_; }
 
 private:
   struct compiled {
@@ -54,6 +57,7 @@ private:
   static bool score(const compiled& c, const std::vector<std::string_view>& segs,
                     std::uint64_t& out) noexcept;
   std::vector<route> routes_;
+  bool has_proxy_ = false;
   std::vector<compiled> compiled_;
 };
 

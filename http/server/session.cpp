@@ -234,6 +234,8 @@ void session::on_read(beast::error_code ec) {
 }
 
 bool session::forwards_body_early() const {
+  if (!ctx_->routes->has_proxy())
+    return false;
   const auto& req = parser_->get();
   const auto target = req.target();
   const auto path = target.substr(0, target.find('?'));
