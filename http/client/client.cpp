@@ -710,6 +710,9 @@ private:
       return;
     }
     head_written_ = true;
+    // The answer is read while the body goes out: a backend may answer
+    // early (its own 413 or 401) and stop reading, or close.
+    do_read_head();
     pump_body();
   }
 
@@ -743,13 +746,10 @@ private:
   }
 
   void pump_body() {
-    if (done_ || !head_written_ || writing_body_ || body_sent_)
+    if (done_ || !head_written_ || writing_body_ || body_sent_ || answered_early_)
       return;
     if (pieces_.empty()) {
-      if (source_ended_) {
-        body_sent_ = true;
-        do_read_head();
-      }
+      body_sent_ = source_ended_;  // the answer is being read already
       return;
     }
     writing_body_ = true;
@@ -766,7 +766,11 @@ private:
     if (done_)
       return;
     if (ec) {
-      fail(ec, "reset: ");
+      // A backend that answered early and closed fails the write before its
+      // answer is read: no more body, and the read in flight decides (the
+      // answer, or the reset or timeout it meets too).
+      answered_early_ = true;
+      src_->cancel();
       return;
     }
     const auto raw = pieces_.front().second;
@@ -822,6 +826,13 @@ private:
     if (status >= 100 && status < 200 && status != 101) {
       do_read_head();
       return;
+    }
+    if (src_ && !body_sent_) {
+      // Answered before the whole body went out: the rest is not sent (the
+      // client's connection closes after this answer) and this connection
+      // is not reused.
+      answered_early_ = true;
+      src_->cancel();
     }
     head_.status = status;
     head_.headers.reserve(static_cast<std::size_t>(std::distance(res.begin(), res.end())));
@@ -918,9 +929,12 @@ private:
   void complete() {
     auto& res = parser_->get();
     // Bytes after the response mean the upstream broke framing: do not reuse.
-    const bool reusable = res.keep_alive() && !parser_->need_eof() && conn_->buffer.size() == 0;
+    const bool reusable = res.keep_alive() && !parser_->need_eof() && conn_->buffer.size() == 0
+                          && !answered_early_;
     if (reusable)
       release();
+    else if (answered_early_)
+      conn_->close();  // a body write may still be pending on it
     finish({});
   }
 
@@ -968,6 +982,7 @@ private:
   bool writing_body_ = false;
   bool source_ended_ = false;
   bool body_sent_ = false;
+  bool answered_early_ = false;  ///< the answer came before the whole body went out
   bool waiting_ = false;  ///< held back by the consumer between two body reads
   bool reused_ = false;  ///< on a pooled connection and no response byte seen yet
   connection_ptr conn_;

@@ -328,3 +328,18 @@ TEST_CASE("a proxied request body over the limit gets 413, declared or chunked",
     CHECK(c.closed_by_peer());
   }
 }
+
+TEST_CASE("a backend that refuses an upload early: its answer reaches the client at once",
+          "[integration][proxy]") {
+  behind_proxy p{"/files"};
+  test::connection c{p.g.port(), 3s};
+  // 500,000 bytes declared (under the gateway's limit), 100,000 sent: the
+  // backend answers after the header, without reading any of it.
+  c.send("POST /files/early HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " + p.a.key
+         + "\r\nContent-Length: 500000\r\n\r\n" + std::string(100'000, 'x'));
+  auto r = c.read_response();
+  REQUIRE(r);
+  CHECK(r->status == 413);
+  CHECK(r->body.find("too large for the backend") != std::string::npos);
+  CHECK(c.closed_by_peer());  // the rest of the body is not read
+}

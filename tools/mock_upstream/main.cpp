@@ -12,7 +12,8 @@
 // chunks and closes the connection without its end), X-Mock-Chunk-Interval-Ms.
 // GET /bytes/N streams N bytes of a known pattern; /echo describes the
 // request it got; /upload reads its body piece by piece, printing the
-// running total, and answers {"received": N}.
+// running total, and answers {"received": N}; /early answers 413 before
+// reading any body.
 // Any method on /echo... answers what it received (for the proxy's tests).
 
 #include <boost/asio/ip/tcp.hpp>
@@ -171,6 +172,22 @@ void serve(tcp::socket sock, settings s) {
     http::read_header(sock, buf, parser, ec);
     if (ec)
       return;
+    if (parser.get().target().rfind("/early", 0) == 0) {
+      // Refuses the body before reading it, as a strict backend does: a
+      // 413 right after the header, then a lingering close.
+      http::response<http::string_body> res{http::status::payload_too_large,
+                                            parser.get().version()};
+      res.set(http::field::content_type, "application/json");
+      res.body() = R"({"error":"too large for the backend"})";
+      res.keep_alive(false);
+      res.prepare_payload();
+      http::write(sock, res, ec);
+      sock.shutdown(tcp::socket::shutdown_send, ec);
+      char sink[4096];
+      while (!ec)
+        sock.read_some(net::buffer(sink), ec);
+      return;
+    }
     if (parser.get().target().rfind("/upload", 0) == 0) {
       // Reads the body piece by piece and prints the running total (one
       // line per read), so a test can tell it arrives while being sent.
