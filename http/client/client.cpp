@@ -827,10 +827,11 @@ private:
       do_read_head();
       return;
     }
-    if (src_ && !body_sent_) {
-      // Answered before the whole body went out: the rest is not sent (the
+    if (src_ && !body_sent_ && (status >= 300 || !res.keep_alive())) {
+      // Refused before the whole body went out: the rest is not sent (the
       // client's connection closes after this answer) and this connection
-      // is not reused.
+      // is not reused. A 2xx head that comes early (a backend that streams
+      // its answer while it reads) lets the body go on.
       answered_early_ = true;
       src_->cancel();
     }
@@ -929,11 +930,12 @@ private:
   void complete() {
     auto& res = parser_->get();
     // Bytes after the response mean the upstream broke framing: do not reuse.
-    const bool reusable = res.keep_alive() && !parser_->need_eof() && conn_->buffer.size() == 0
-                          && !answered_early_;
+    const bool body_out = !src_ || (body_sent_ && !answered_early_);
+    const bool reusable =
+      res.keep_alive() && !parser_->need_eof() && conn_->buffer.size() == 0 && body_out;
     if (reusable)
       release();
-    else if (answered_early_)
+    else if (!body_out)
       conn_->close();  // a body write may still be pending on it
     finish({});
   }

@@ -1188,15 +1188,23 @@ caf::actor spawn_call_runner(caf::actor_system& sys) {
     // An exception would end the runner and every call it carries: it ends
     // only the call at hand (answered 500 if it was not yet; the watchdog
     // registry lets go of it).
-    const auto guarded = [](const state_ptr& st, auto&& step) {
+    const auto guarded = [self](const state_ptr& st, auto&& step) {
       try {
         step();
       } catch (const std::exception& e) {
         spdlog::error("request {}: the call failed: {}", st->req.request_id, e.what());
-        answer_error(*st, 500, "server_error", "internal_error", "the call failed");
-        if (st->watch_id != 0 && st->ctx->watch)
-          st->ctx->watch->remove(st->watch_id);
-        st->watch_id = 0;
+        try {
+          // What it holds goes back; a stream already under way ends cut.
+          release_slot(st, true, 0);
+          if (st->stream)
+            st->stream->abort();
+          answer_error(*st, 500, "server_error", "internal_error", "the call failed");
+          settle(self, st, 0, 0, [self, st](actors::key_usage) { end(self, st); });
+        } catch (const std::exception&) {
+          if (st->watch_id != 0 && st->ctx->watch)
+            st->ctx->watch->remove(st->watch_id);
+          st->watch_id = 0;
+        }
       }
     };
     return {

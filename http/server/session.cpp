@@ -298,7 +298,7 @@ void session::on_body_piece(beast::error_code ec) {
   if (ec || parser_->is_done()) {
     body_in_->end(!ec);
     body_done_ = true;
-    if (!ec && cancel_ && phase_ == phase::waiting)
+    if (!ec && (phase_ == phase::waiting ? cancel_ != nullptr : phase_ == phase::streaming))
       watch_client();
     if (ec)
       drain_ = true;  // the rest of a broken body cannot be found
@@ -438,6 +438,10 @@ void session::on_response(core::api_response&& res) {
       res.stream->cancel();
     res = error_response(core::errc::payload_too_large, "request body too large");
   }
+  // An answer before the whole forwarded body came: the connection closes
+  // after it (the rest is not read), and the answer says so.
+  if (!body_done_)
+    drain_ = true;
   send(std::move(res), drain_ || ctx_->draining.load(std::memory_order_acquire));
 }
 
@@ -608,7 +612,8 @@ void session::send(core::api_response&& res, bool close) {
     stream_close_ = close;
     stream_bytes_ = 0;
     stream_body_->attach(std::make_shared<session_sink>(shared_from_this(), stream_.get_executor()));
-    watch_client();
+    if (body_done_)  // else on_body_piece arms it once the forwarded body is in
+      watch_client();
     stream_pump();
     return;
   }

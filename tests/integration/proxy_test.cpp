@@ -343,3 +343,18 @@ TEST_CASE("a backend that refuses an upload early: its answer reaches the client
   CHECK(r->body.find("too large for the backend") != std::string::npos);
   CHECK(c.closed_by_peer());  // the rest of the body is not read
 }
+
+TEST_CASE("a backend that answers 200 early and reads on gets the whole upload",
+          "[integration][proxy]") {
+  behind_proxy p{"/files"};
+  test::connection c{p.g.port(), 5s};
+  c.send("POST /files/early-ok HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " + p.a.key
+         + "\r\nContent-Length: 200000\r\n\r\n" + std::string(100'000, 'x'));
+  // Its head comes while half the body is still with the client.
+  std::string seen;
+  REQUIRE(c.read_until("\r\n\r\n", seen));
+  CHECK(seen.find("HTTP/1.1 200") == 0);
+  c.send(std::string(100'000, 'y'));
+  REQUIRE(c.read_until("\r\n0\r\n\r\n", seen));
+  CHECK(seen.find("received 200000") != std::string::npos);
+}

@@ -172,6 +172,26 @@ void serve(tcp::socket sock, settings s) {
     http::read_header(sock, buf, parser, ec);
     if (ec)
       return;
+    if (parser.get().target().rfind("/early-ok", 0) == 0) {
+      // Answers 200 right after the header (chunked), then reads the whole
+      // body and ends the answer with how much came.
+      beast::error_code wec;
+      net::write(sock,
+                 net::buffer(std::string{"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                                         "Transfer-Encoding: chunked\r\n\r\n"}),
+                 wec);
+      while (!ec && !wec && !parser.is_done())
+        http::read_some(sock, buf, parser, ec);
+      if (ec || wec)
+        return;
+      const auto text = "received " + std::to_string(parser.get().body().size());
+      std::ostringstream hex;
+      hex << std::hex << text.size();
+      net::write(sock, net::buffer(hex.str() + "\r\n" + text + "\r\n0\r\n\r\n"), wec);
+      if (wec || !parser.get().keep_alive())
+        return;
+      continue;
+    }
     if (parser.get().target().rfind("/early", 0) == 0) {
       // Refuses the body before reading it, as a strict backend does: a
       // 413 right after the header, then a lingering close.
