@@ -54,6 +54,14 @@ struct behind_proxy {
       a{create_user(g, "alice")} {}
 };
 
+/// The head of an upload: POST `target` with `key` and its framing field
+/// ("Content-Length: N" or "Transfer-Encoding: chunked").
+std::string upload_head(const std::string& target, const std::string& key,
+                        const std::string& framing) {
+  return "POST " + target + " HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " + key + "\r\n"
+         + framing + "\r\n\r\n";
+}
+
 } // namespace
 
 TEST_CASE("a proxy route forwards the request without the client's key and relays the answer",
@@ -253,8 +261,8 @@ TEST_CASE("a proxied request body goes to the backend while the client still sen
 
   SECTION("with a Content-Length") {
     test::connection c{g.port()};
-    c.send("POST /files/upload HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " + a.key
-           + "\r\nContent-Length: " + std::to_string(2 * half) + "\r\n\r\n" + first);
+    c.send(upload_head("/files/upload", a.key, "Content-Length: " + std::to_string(2 * half))
+           + first);
     // The backend has the first half while the second is not even sent:
     // without forwarding as it arrives, this never shows.
     REQUIRE(up.p->wait_for_output("upload received " + std::to_string(half) + "\n", 10s));
@@ -276,8 +284,8 @@ TEST_CASE("a proxied request body goes to the backend while the client still sen
     test::connection c{g.port()};
     char size[16];
     std::snprintf(size, sizeof size, "%zx", half);
-    c.send("POST /files/upload HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " + a.key
-           + "\r\nTransfer-Encoding: chunked\r\n\r\n" + size + "\r\n" + first + "\r\n");
+    c.send(upload_head("/files/upload", a.key, "Transfer-Encoding: chunked") + size + "\r\n"
+           + first + "\r\n");
     REQUIRE(up.p->wait_for_output("upload received " + std::to_string(half) + "\n", 10s));
     c.send(std::string{size} + "\r\n" + second + "\r\n0\r\n\r\n");
     auto r = c.read_response();
@@ -290,8 +298,9 @@ TEST_CASE("a proxied request body goes to the backend while the client still sen
     // At once: well before the 10 s request timeout that would end the
     // read of the rest of the body otherwise.
     test::connection c{g.port(), 2s};
-    c.send("POST /files/upload HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer gw_live_nope"
-           "\r\nContent-Length: " + std::to_string(2 * half) + "\r\n\r\n" + first);
+    c.send(upload_head("/files/upload", "gw_live_nope",
+                       "Content-Length: " + std::to_string(2 * half))
+           + first);
     auto r = c.read_response();
     REQUIRE(r);
     CHECK(r->status == 401);
@@ -309,16 +318,15 @@ TEST_CASE("a proxied request body over the limit gets 413, declared or chunked",
   const std::string piece(40'000, 'x');
   SECTION("declared") {
     test::connection c{g.port()};
-    c.send("POST /files/upload HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " + a.key
-           + "\r\nContent-Length: 80000\r\n\r\n" + piece);
+    c.send(upload_head("/files/upload", a.key, "Content-Length: 80000") + piece);
     auto r = c.read_response();
     REQUIRE(r);
     CHECK(r->status == 413);
   }
   SECTION("chunked, found out on the way") {
     test::connection c{g.port()};
-    c.send("POST /files/upload HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " + a.key
-           + "\r\nTransfer-Encoding: chunked\r\n\r\n9c40\r\n" + piece + "\r\n");
+    c.send(upload_head("/files/upload", a.key, "Transfer-Encoding: chunked") + "9c40\r\n"
+           + piece + "\r\n");
     REQUIRE(up.p->wait_for_output("upload received 40000\n", 10s));
     c.send("9c40\r\n" + piece + "\r\n0\r\n\r\n");
     auto r = c.read_response();
@@ -335,8 +343,8 @@ TEST_CASE("a backend that refuses an upload early: its answer reaches the client
   test::connection c{p.g.port(), 3s};
   // 500,000 bytes declared (under the gateway's limit), 100,000 sent: the
   // backend answers after the header, without reading any of it.
-  c.send("POST /files/early HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " + p.a.key
-         + "\r\nContent-Length: 500000\r\n\r\n" + std::string(100'000, 'x'));
+  c.send(upload_head("/files/early", p.a.key, "Content-Length: 500000")
+         + std::string(100'000, 'x'));
   auto r = c.read_response();
   REQUIRE(r);
   CHECK(r->status == 413);
@@ -348,8 +356,8 @@ TEST_CASE("a backend that answers 200 early and reads on gets the whole upload",
           "[integration][proxy]") {
   behind_proxy p{"/files"};
   test::connection c{p.g.port(), 5s};
-  c.send("POST /files/early-ok HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " + p.a.key
-         + "\r\nContent-Length: 200000\r\n\r\n" + std::string(100'000, 'x'));
+  c.send(upload_head("/files/early-ok", p.a.key, "Content-Length: 200000")
+         + std::string(100'000, 'x'));
   // Its head comes while half the body is still with the client.
   std::string seen;
   REQUIRE(c.read_until("\r\n\r\n", seen));
