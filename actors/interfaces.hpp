@@ -530,7 +530,9 @@ using provider_actor = caf::typed_actor<
   caf::replies_to<acquire_atom, std::int64_t>::with<provider_slot>,
   caf::reacts_to<release_atom, bool, std::int64_t, std::int64_t>,
   caf::reacts_to<tick_atom>,
-  caf::replies_to<status_atom>::with<provider_status>>;
+  caf::replies_to<status_atom>::with<provider_status>,
+  /// Shutdown: refuses everyone queued and every new caller ("down").
+  caf::reacts_to<stop_atom>>;
 
 struct chat_message {
   std::uint64_t id = 0;

@@ -31,6 +31,7 @@ struct provider_state {
   int failures_in_a_row = 0;
   std::chrono::steady_clock::time_point down_until{};
   bool tick_pending = false;
+  bool stopping = false;  ///< the gateway shuts down: no more slots
   std::uint64_t served = 0;
   std::uint64_t failed = 0;
 
@@ -102,6 +103,8 @@ provider_actor spawn_provider(caf::actor_system& sys, const core::provider_confi
       [=](acquire_atom, std::int64_t tokens) -> caf::result<provider_slot> {
         auto& st = self->state;
         const auto now = std::chrono::steady_clock::now();
+        if (st.stopping)
+          return provider_slot{false, "down", 1};
         if (st.down(now))
           return provider_slot{
             false, "down",
@@ -140,6 +143,15 @@ provider_actor spawn_provider(caf::actor_system& sys, const core::provider_confi
       [=](tick_atom) {
         self->state.tick_pending = false;
         pump(self);
+      },
+      [=](stop_atom) {
+        // Every waiter gets its answer now, so its call settles what it
+        // holds before the gateway flushes the store.
+        auto& st = self->state;
+        st.stopping = true;
+        for (auto& w : st.queue)
+          w.rp.deliver(provider_slot{false, "down", 1});
+        st.queue.clear();
       },
       [=](status_atom) -> provider_status {
         auto& st = self->state;

@@ -255,13 +255,18 @@ bool gateway::shutdown() {
     // in the stopped io_context's queue, and the actor system would wait
     // for that detached actor forever.)
     s.upstream->cancel_all();
-    if (s.llm && s.llm->watch) {
-      const auto until = std::chrono::steady_clock::now() + std::chrono::seconds{3};
-      while (s.llm->watch->size() > 0 && std::chrono::steady_clock::now() < until)
-        std::this_thread::sleep_for(std::chrono::milliseconds{5});
-      if (const auto left = s.llm->watch->size(); left > 0)
-        spdlog::warn("shutdown: {} LLM calls did not finish; what they hold stays held", left);
-    }
+  }
+  if (s.llm && s.llm->watch) {
+    // Calls queued at a provider are refused now instead of at their queue
+    // timeout, so they settle within the wait too.
+    for (const auto& p : s.llm->providers)
+      if (p.actor)
+        caf::anon_send(p.actor, actors::stop_atom::value);
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds{3};
+    while (s.llm->watch->size() > 0 && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds{5});
+    if (const auto left = s.llm->watch->size(); left > 0)
+      spdlog::warn("shutdown: {} LLM calls did not finish; what they hold stays held", left);
   }
   if (s.system) {
     if (s.directory) {

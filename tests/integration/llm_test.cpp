@@ -712,11 +712,14 @@ TEST_CASE("an HTTP/1.0 client gets a stream unchunked, ended by the close; HEAD 
   }
 }
 
-TEST_CASE("a call in flight at shutdown settles what it holds", "[integration][llm]") {
+TEST_CASE("calls in flight or queued at shutdown settle what they hold", "[integration][llm]") {
   mock up;
   test::temp_dir dir;
   const auto setup = [&](core::config& c) {
-    c.llm.providers = {provider("mock", up.url(), {{"X-Mock-Latency-Ms", "5000"}})};
+    auto p = provider("mock", up.url(), {{"X-Mock-Latency-Ms", "5000"}});
+    p.max_concurrency = 1;  // the second call waits in the provider's queue
+    p.queue_timeout = std::chrono::minutes{5};
+    c.llm.providers = {p};
     c.server.shutdown_grace = 50ms;
   };
   std::string key;
@@ -726,20 +729,28 @@ TEST_CASE("a call in flight at shutdown settles what it holds", "[integration][l
     auto a = create_user(g, "alice");
     key = a.key;
     before = balance_micro(g, key);
-    std::thread client{[&] {
+    std::int64_t one_hold = 0;
+    const auto call = [&] {
       try {
         (void)g.call("POST", "/v1/chat/completions", key, chat_body());
       } catch (const std::exception&) {
         // The gateway went away before answering: expected here.
       }
-    }};
-    // The call holds its worst case while the upstream takes its time.
+    };
+    std::thread first{call};
+    // The first holds its worst case while the upstream takes its time...
     REQUIRE(eventually([&] { return balance_micro(g, key) < before; }));
-    g.gw->shutdown();  // the drain gives up after 50 ms: the call is in flight
-    client.join();
+    one_hold = before - balance_micro(g, key);
+    // ...and the second holds as much while it waits for the provider.
+    std::thread second{call};
+    REQUIRE(eventually([&] { return balance_micro(g, key) == before - 2 * one_hold; }));
+    g.gw->shutdown();  // the drain gives up after 50 ms: both calls are open
+    first.join();
+    second.join();
   }
-  // After a restart: the hold is gone and one charge for the prompt (the
-  // upstream may have read it) stands in the ledger, nothing else.
+  // After a restart: both holds are gone; the call that reached the
+  // upstream is charged its prompt (the upstream may have read it), the
+  // queued one nothing. One ledger entry, nothing else.
   instance g{dir.str("data"), core::system_clock::instance(), setup};
   auto l = ledger(g, key);
   REQUIRE(l["data"].Size() == 1);
