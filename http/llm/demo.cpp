@@ -66,6 +66,17 @@ std::size_t text_bytes(const rapidjson::Value& messages) {
   return n;
 }
 
+bool wants_stream(const rapidjson::Document& d) {
+  return d.HasMember("stream") && d["stream"].IsBool() && d["stream"].GetBool();
+}
+
+std::string joined(const std::vector<std::string>& words) {
+  std::string text;
+  for (const auto& w : words)
+    text += w;
+  return text;
+}
+
 /// The reply as words (each a stream chunk), at most max_tokens of them.
 std::vector<std::string> reply_words(const std::string& said, std::int64_t max_tokens) {
   std::string reply = "Hello from tollgate's built-in demo provider. You said: ";
@@ -110,11 +121,9 @@ answer chat(const rapidjson::Document& d) {
   const auto prompt = core::llm::estimate_tokens(text_bytes(d["messages"])) / 2 + 1;
   const auto completion = static_cast<std::int64_t>(words.size());
   const auto id = next_id("chatcmpl-demo-");
-  const bool stream = d.HasMember("stream") && d["stream"].IsBool() && d["stream"].GetBool();
+  const bool stream = wants_stream(d);
   if (!stream) {
-    std::string text;
-    for (const auto& w : words)
-      text += w;
+    const auto text = joined(words);
     rapidjson::StringBuffer b;
     writer w{b};
     w.StartObject();
@@ -208,9 +217,7 @@ answer responses(const rapidjson::Document& d) {
   if (d.HasMember("max_output_tokens") && d["max_output_tokens"].IsInt64())
     max_tokens = d["max_output_tokens"].GetInt64();
   const auto words = reply_words(said, max_tokens);
-  std::string text;
-  for (const auto& w : words)
-    text += w;
+  const auto text = joined(words);
   rapidjson::StringBuffer b;
   writer w{b};
   w.StartObject();
@@ -245,7 +252,7 @@ answer responses(const rapidjson::Document& d) {
   usage(w, core::llm::estimate_tokens(said.size()) / 2 + 1,
         static_cast<std::int64_t>(words.size()), true);
   w.EndObject();
-  const bool stream = d.HasMember("stream") && d["stream"].IsBool() && d["stream"].GetBool();
+  const bool stream = wants_stream(d);
   if (!stream)
     return {200, b.GetString(), {}};
   // The Responses API's stream: a delta event per word, then the whole

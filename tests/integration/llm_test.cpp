@@ -78,6 +78,16 @@ bool eventually(F done, std::chrono::seconds limit = 5s) {
   return true;
 }
 
+/// On `c`, the key's usage after one mock call: its 16 tokens settled and
+/// its price charged, seen by the next request on the same connection.
+void expect_one_mock_call_settled(test::connection& c, const instance& g, const std::string& key) {
+  c.send(test::make_request("GET", "/api/usage", "Authorization: Bearer " + key + "\r\n"));
+  auto u = c.read_response();
+  REQUIRE(u);
+  CHECK(json(*u)["usage"]["daily_tokens_used"].GetInt64() == 16);
+  CHECK(balance_micro(g, key) == 10'000'000 - cost);
+}
+
 } // namespace
 
 TEST_CASE("chat completion as JSON: relayed, tokens and credits exact, ledger durable",
@@ -163,11 +173,7 @@ TEST_CASE("chat completion as SSE: relayed as it comes, usage from the stream",
   CHECK(r->body.find(R"("usage":{"prompt_tokens":7)") != std::string::npos);
   CHECK(r->body.find("data: [DONE]") != std::string::npos);
   // Settled and charged before the stream ended; the connection lives on.
-  c.send(test::make_request("GET", "/api/usage", "Authorization: Bearer " + a.key + "\r\n"));
-  auto u = c.read_response();
-  REQUIRE(u);
-  CHECK(json(*u)["usage"]["daily_tokens_used"].GetInt64() == 16);
-  CHECK(balance_micro(g, a.key) == 10'000'000 - cost);
+  expect_one_mock_call_settled(c, g, a.key);
   // Counted once, as a success.
   const auto m = g.call("GET", "/metrics").body;
   CHECK(m.find(R"(tollgate_llm_calls_total{provider="mock",model="m1",outcome="ok"} 1)")
@@ -779,11 +785,7 @@ TEST_CASE("a response as SSE (/v1/responses): relayed, usage from response.compl
   CHECK(r->body.find("event: response.completed") != std::string::npos);
   CHECK(r->body.find(R"("usage":{"input_tokens":7,"output_tokens":9})") != std::string::npos);
   // The usage came from inside response.completed: settled exactly.
-  c.send(test::make_request("GET", "/api/usage", "Authorization: Bearer " + a.key + "\r\n"));
-  auto u = c.read_response();
-  REQUIRE(u);
-  CHECK(json(*u)["usage"]["daily_tokens_used"].GetInt64() == 16);
-  CHECK(balance_micro(g, a.key) == 10'000'000 - cost);
+  expect_one_mock_call_settled(c, g, a.key);
   CHECK(g.call("POST", "/v1/responses", a.key, R"({"model":"m1","input":"x","stream":"yes"})")
           .status
         == 400);
