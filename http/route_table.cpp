@@ -47,7 +47,7 @@ bool route_table::score(const compiled& c, const std::vector<std::string_view>& 
 }
 
 std::uint32_t route_table::add(std::string method, std::string pattern, bool metered,
-                               bool proxy) {
+                               bool proxy, bool upstream) {
   if (pattern.empty() || pattern[0] != '/')
     throw std::invalid_argument("route pattern must start with '/': " + pattern);
   has_proxy_ = has_proxy_ || proxy;
@@ -74,7 +74,8 @@ std::uint32_t route_table::add(std::string method, std::string pattern, bool met
       throw std::invalid_argument("duplicate route: " + method + " " + pattern);
   const auto id = static_cast<std::uint32_t>(routes_.size());
   c.route_index = id;
-  routes_.push_back(route{std::move(method), std::move(pattern), id, metered, proxy});
+  routes_.push_back(
+    route{std::move(method), std::move(pattern), id, metered, proxy, proxy || upstream});
   compiled_.push_back(std::move(c));
   return id;
 }

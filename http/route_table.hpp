@@ -19,6 +19,9 @@ public:
     std::uint32_t id = 0;
     bool metered = false;  ///< counts against a key's limits (later issues)
     bool proxy = false;    ///< forwarded to a backend: the session passes every header
+    /// May call an upstream (proxy and LLM routes): the session watches for
+    /// a client that leaves while the request is in flight.
+    bool upstream = false;
   };
 
   enum class outcome { found, not_found, method_not_allowed };
@@ -34,8 +37,9 @@ public:
   /// std::invalid_argument on a malformed pattern or a duplicate.
   /// A last segment `{*name}` matches the rest of the path (zero or more
   /// segments, captured joined by '/'); any other template beats it on a tie.
+  /// A proxy route is an upstream route.
   std::uint32_t add(std::string method, std::string pattern, bool metered = false,
-                    bool proxy = false);
+                    bool proxy = false, bool upstream = false);
 
   /// Finds the route for method and path. A literal segment beats a
   /// parameter at the same position, so `/models/providers` wins over

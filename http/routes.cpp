@@ -25,8 +25,9 @@ route_set build_routes(std::shared_ptr<const llm::context> llm,
     return error_response(e, detail);
   };
   const auto add = [&](const std::string& method, const std::string& pattern,
-                       actors::route_handler h, bool metered, bool proxy = false) {
-    const auto id = table->add(method, pattern, metered, proxy);
+                       actors::route_handler h, bool metered, bool proxy = false,
+                       bool upstream = false) {
+    const auto id = table->add(method, pattern, metered, proxy, upstream);
     handlers->routes.resize(id + 1U);
     handlers->routes[id] = std::move(h);
   };
@@ -54,11 +55,11 @@ route_set build_routes(std::shared_ptr<const llm::context> llm,
   const access models{"models"};
   const access chat{"chat"};
   const access agent{"chat", false, true};
-  add("POST", "/v1/chat/completions", api::chat_completions_route(chat, llm), true);
-  add("POST", "/v1/responses", api::responses_route(chat, llm), true);
+  add("POST", "/v1/chat/completions", api::chat_completions_route(chat, llm), true, false, true);
+  add("POST", "/v1/responses", api::responses_route(chat, llm), true, false, true);
   add("GET", "/v1/models", api::openai_models_route(models, llm), true);
-  add("POST", "/images/generate", api::images_route(chat, llm), true);
-  add("POST", "/api/send-message", api::send_message_route(agent, llm), true);
+  add("POST", "/images/generate", api::images_route(chat, llm), true, false, true);
+  add("POST", "/api/send-message", api::send_message_route(agent, llm), true, false, true);
   add("GET", "/api/agent/status", api::agent_status_route(agent, llm), true);
   add("POST", "/chat/sessions", authenticated(chat, api::create_chat_session), true);
   add("GET", "/chat/sessions", authenticated(chat, api::list_chat_sessions), true);

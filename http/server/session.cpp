@@ -1,5 +1,6 @@
 #include "http/server/session.hpp"
 
+#include "http/server/cancel_slot.hpp"
 #include "http/server/request_body.hpp"
 
 #include "core/request_id.hpp"
@@ -47,8 +48,9 @@ std::string lower(std::string_view s) {
 /// mailbox) the destructor answers 500, so a client never hangs.
 class session_responder final : public core::responder {
 public:
-  session_responder(std::shared_ptr<session> s, net::any_io_executor ex, http_metrics& m)
-    : session_(std::move(s)), ex_(std::move(ex)), metrics_(m) {}
+  session_responder(std::shared_ptr<session> s, net::any_io_executor ex, http_metrics& m,
+                    std::shared_ptr<cancel_slot> cancel)
+    : session_(std::move(s)), ex_(std::move(ex)), metrics_(m), cancel_(std::move(cancel)) {}
 
   ~session_responder() override {
     if (!done_.load(std::memory_order_acquire)) {
@@ -63,12 +65,22 @@ public:
     deliver(std::move(res));
   }
 
-  void on_cancel(std::function<void()> cancel) noexcept override {
+  /// Runs on_response inline when the caller is on the session's executor
+  /// (its thread, or its strand): one trip through the I/O thread's queue
+  /// fewer per plain LLM answer.
+  void respond_here(core::api_response&& res) noexcept override {
+    if (done_.exchange(true, std::memory_order_acq_rel))
+      return;
     try {
-      net::post(ex_, [s = session_, c = std::move(cancel)]() mutable { s->set_cancel(std::move(c)); });
+      net::dispatch(ex_, [s = session_, r = std::move(res)]() mutable { s->on_response(std::move(r)); });
     } catch (const std::exception& e) {
-      spdlog::error("cannot register a cancel handler: {}", e.what());
+      spdlog::error("cannot hand a response to its session: {}", e.what());
     }
+  }
+
+  void on_cancel(std::function<void()> cancel) noexcept override {
+    if (cancel_)
+      cancel_->set(std::move(cancel));
   }
 
 private:
@@ -83,6 +95,7 @@ private:
   std::shared_ptr<session> session_;
   net::any_io_executor ex_;
   http_metrics& metrics_;
+  std::shared_ptr<cancel_slot> cancel_;  ///< null: not an upstream route
   std::atomic<bool> done_{false};
 };
 
@@ -420,11 +433,19 @@ void session::handle_request() {
   out.request_id = request_id_;
   out.remote_addr = remote_;
   phase_ = phase::waiting;
-  cancel_ = nullptr;
   gone_ = false;
+  cancel_ = nullptr;
+  if (m.matched->upstream) {
+    // Only requests that can be cancelled (upstream calls) pay for watching;
+    // while a forwarded body still arrives its bytes would end the watch at
+    // once, so then it starts when the body is in (on_body_piece).
+    cancel_ = std::make_shared<cancel_slot>();
+    if (body_done_)
+      watch_client();
+  }
   ctx_->dispatch->dispatch(std::move(out),
                            std::make_shared<session_responder>(
-                             shared_from_this(), stream_.get_executor(), *ctx_->metrics));
+                             shared_from_this(), stream_.get_executor(), *ctx_->metrics, cancel_));
 }
 
 void session::on_response(core::api_response&& res) {
@@ -443,21 +464,6 @@ void session::on_response(core::api_response&& res) {
   if (!body_done_)
     drain_ = true;
   send(std::move(res), drain_ || ctx_->draining.load(std::memory_order_acquire));
-}
-
-void session::set_cancel(std::function<void()> cancel) {
-  if (phase_ != phase::waiting && phase_ != phase::streaming)
-    return;
-  if (gone_) {
-    cancel();
-    return;
-  }
-  cancel_ = std::move(cancel);
-  // Only requests that can be cancelled (upstream calls) pay for watching;
-  // while a forwarded body still arrives its bytes would end the watch at
-  // once, so it starts when the body is in (on_body_piece).
-  if (body_done_)
-    watch_client();
 }
 
 void session::watch_client() {
@@ -488,7 +494,7 @@ void session::client_gone() {
   ctx_->metrics->read_errors.with({"client_gone"}).inc();
   if (auto c = std::move(cancel_)) {
     cancel_ = nullptr;
-    c();
+    c->fire();
   }
   if (stream_body_)
     stream_body_->cancel();

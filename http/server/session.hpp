@@ -19,6 +19,8 @@
 
 namespace tollgate::http {
 
+class cancel_slot;
+
 /// One client connection. All its handlers run on the connection's strand.
 ///
 ///   idle ──first byte──▶ reading ──whole request──▶ waiting ──answer──▶ writing
@@ -38,9 +40,6 @@ public:
 
   /// Called on the strand when the router answers (via the responder).
   void on_response(core::api_response&& res);
-  /// Called on the strand: what to do when the client goes away before
-  /// its answer is complete (cancel an upstream call).
-  void set_cancel(std::function<void()> cancel);
   /// Called on the strand by the stream sink.
   void stream_write(std::string bytes);
   /// `broken`: close without the last chunk.
@@ -92,7 +91,9 @@ private:
   bool head_request_ = false;  ///< HEAD: the answer has no body (RFC 9110)
   bool http10_ = false;        ///< HTTP/1.0: no chunked encoding; a stream ends by closing
   // Client-gone detection and streamed answers.
-  std::function<void()> cancel_;
+  /// Set while a request of an upstream route is in flight: where its
+  /// responder leaves what to do when the client goes away.
+  std::shared_ptr<cancel_slot> cancel_;
   bool watching_ = false;
   bool gone_ = false;
   std::shared_ptr<core::body_stream> stream_body_;

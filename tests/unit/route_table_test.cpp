@@ -1,7 +1,10 @@
 #include "http/errors.hpp"
 #include "http/route_table.hpp"
+#include "http/server/cancel_slot.hpp"
 
 #include <catch2/catch.hpp>
+
+#include <stdexcept>
 
 using namespace tollgate;
 using http::route_table;
@@ -106,4 +109,44 @@ TEST_CASE("a {*wildcard} takes the rest of the path and loses every tie", "[http
   CHECK(t.match("GET", "/api/v2/x").kind == http::route_table::outcome::not_found);
   CHECK(t.match("DELETE", "/api/v1/x").kind == http::route_table::outcome::method_not_allowed);
   CHECK_THROWS_AS(t.add("GET", "/a/{*rest}/b"), std::invalid_argument);
+}
+
+TEST_CASE("proxy and LLM routes are upstream routes; the rest are not", "[http][routes]") {
+  route_table t;
+  t.add("GET", "/user/balance", true);
+  t.add("POST", "/v1/chat/completions", true, false, true);
+  t.add("GET", "/scans/{*rest}", true, true);
+  CHECK_FALSE(t.match("GET", "/user/balance").matched->upstream);
+  CHECK(t.match("POST", "/v1/chat/completions").matched->upstream);
+  CHECK(t.match("GET", "/scans/a/b").matched->upstream);  // a proxy route
+}
+
+TEST_CASE("a cancel slot runs its function once, whichever comes first", "[http][cancel]") {
+  int runs = 0;
+  SECTION("left first, then the client goes") {
+    http::cancel_slot slot;
+    slot.set([&runs] { ++runs; });
+    CHECK(runs == 0);
+    slot.fire();
+    CHECK(runs == 1);
+    slot.fire();  // a second report of the same departure
+    CHECK(runs == 1);
+  }
+  SECTION("the client goes first: the function runs as it is left") {
+    http::cancel_slot slot;
+    slot.fire();
+    CHECK(runs == 0);
+    slot.set([&runs] { ++runs; });
+    CHECK(runs == 1);
+  }
+  SECTION("a client that stays never runs it") {
+    http::cancel_slot slot;
+    slot.set([&runs] { ++runs; });
+    CHECK(runs == 0);
+  }
+  SECTION("a throwing function is contained") {
+    http::cancel_slot slot;
+    slot.set([] { throw std::runtime_error{"boom"}; });
+    CHECK_NOTHROW(slot.fire());
+  }
 }
