@@ -116,10 +116,6 @@ class responder {
 public:
   virtual ~responder() = default;
   virtual void respond(api_response&& response) noexcept = 0;
-  /// The same, called on an I/O thread from outside the session's own code
-  /// (an upstream client's handler): the answer may be written there and
-  /// then rather than queued behind the thread's other work.
-  virtual void respond_here(api_response&& response) noexcept { respond(std::move(response)); }
   /// Registers what to do if the client goes away before its answer (or
   /// while it streams): cancel the upstream call. Called at most once per
   /// request; the default ignores it (no connection to watch).

@@ -40,24 +40,17 @@ public:
   header_responder(core::responder_ptr inner, std::string headers)
     : inner_(std::move(inner)), headers_(std::move(headers)) {}
   void respond(core::api_response&& r) noexcept override {
-    add_headers(r);
+    if (r.raw_headers.empty())
+      r.raw_headers = std::move(headers_);
+    else
+      r.raw_headers += headers_;
     inner_->respond(std::move(r));
-  }
-  void respond_here(core::api_response&& r) noexcept override {
-    add_headers(r);
-    inner_->respond_here(std::move(r));
   }
   void on_cancel(std::function<void()> cancel) noexcept override {
     inner_->on_cancel(std::move(cancel));
   }
 
 private:
-  void add_headers(core::api_response& r) {
-    if (r.raw_headers.empty())
-      r.raw_headers = std::move(headers_);
-    else
-      r.raw_headers += headers_;
-  }
   core::responder_ptr inner_;
   std::string headers_;  ///< rendered "Name: value\r\n" lines
 };

@@ -595,10 +595,7 @@ bool answer_on_io_thread(call_state& st, upstream_result& r) {
   core::api_response res;
   res.status = 200;
   res.body = st.req.kind == call_kind::images ? images_answer(r.body) : std::move(r.body);
-  if (!st.answered.exchange(true)) {
-    count_call(st, res.status);
-    st.out->respond_here(std::move(res));
-  }
+  answer(st, std::move(res));
   r.settled = true;
   return true;
 }

@@ -65,19 +65,6 @@ public:
     deliver(std::move(res));
   }
 
-  /// Runs on_response inline when the caller is on the session's executor
-  /// (its thread, or its strand): one trip through the I/O thread's queue
-  /// fewer per plain LLM answer.
-  void respond_here(core::api_response&& res) noexcept override {
-    if (done_.exchange(true, std::memory_order_acq_rel))
-      return;
-    try {
-      net::dispatch(ex_, [s = session_, r = std::move(res)]() mutable { s->on_response(std::move(r)); });
-    } catch (const std::exception& e) {
-      spdlog::error("cannot hand a response to its session: {}", e.what());
-    }
-  }
-
   void on_cancel(std::function<void()> cancel) noexcept override {
     if (cancel_)
       cancel_->set(std::move(cancel));
