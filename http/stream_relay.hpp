@@ -1,8 +1,8 @@
 #pragma once
 
 #include "core/api_message.hpp"
+#include "http/flow_window.hpp"
 
-#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -27,8 +27,9 @@ public:
   static constexpr std::size_t low_water = std::size_t{256} << 10;
 
   ~relay() override {
-    buffered_total().fetch_sub(static_cast<std::int64_t>(pending_), std::memory_order_relaxed);
-    if (paused_)
+    buffered_total().fetch_sub(static_cast<std::int64_t>(window_.pending()),
+                               std::memory_order_relaxed);
+    if (window_.paused())
       paused_total().fetch_sub(1, std::memory_order_relaxed);
   }
 
@@ -47,12 +48,11 @@ public:
   /// until `resume` runs (from the thread that drained the backlog).
   bool hold(std::function<void()> resume) {
     std::lock_guard<std::mutex> g{m_};
-    if (pending_ <= high_water || cancelled_)
+    const bool was_paused = window_.paused();
+    if (cancelled_ || !window_.pause_if_full())
       return false;
-    if (!paused_) {
-      paused_ = true;
+    if (!was_paused)
       paused_total().fetch_add(1, std::memory_order_relaxed);
-    }
     resume_ = std::move(resume);
     return true;
   }
@@ -61,7 +61,7 @@ public:
     std::lock_guard<std::mutex> g{m_};
     if (cancelled_ || finished_ || bytes.empty())
       return;
-    pending_ += bytes.size();
+    window_.add(bytes.size());
     buffered_total().fetch_add(static_cast<std::int64_t>(bytes.size()),
                                std::memory_order_relaxed);
     if (sink_)
@@ -74,11 +74,10 @@ public:
     std::function<void()> resume;
     {
       std::lock_guard<std::mutex> g{m_};
-      bytes = std::min(bytes, pending_);
-      pending_ -= bytes;
+      bool go_on = false;
+      bytes = window_.take(bytes, go_on);
       buffered_total().fetch_sub(static_cast<std::int64_t>(bytes), std::memory_order_relaxed);
-      if (paused_ && pending_ <= low_water) {
-        paused_ = false;
+      if (go_on) {
         paused_total().fetch_sub(1, std::memory_order_relaxed);
         resume = std::move(resume_);
         resume_ = nullptr;
@@ -134,8 +133,7 @@ public:
 private:
   std::mutex m_;
   std::function<void()> resume_;  ///< the held producer's way on
-  std::size_t pending_ = 0;  ///< pushed, not yet on the client's socket
-  bool paused_ = false;
+  flow_window window_{high_water, low_water};  ///< pushed, not yet on the client's socket
   std::shared_ptr<core::stream_sink> sink_;
   std::vector<std::string> early_;
   std::function<void()> on_cancel_;

@@ -8,8 +8,8 @@
 // session) reads on once the consumer is down to low_water.
 
 #include "core/api_message.hpp"
+#include "http/flow_window.hpp"
 
-#include <algorithm>
 #include <deque>
 #include <functional>
 #include <mutex>
@@ -34,7 +34,7 @@ public:
     std::lock_guard<std::mutex> g{m_};
     if (cancelled_ || ended_ || bytes.empty())
       return;
-    pending_ += bytes.size();
+    window_.add(bytes.size());
     if (on_data_)
       on_data_(std::move(bytes));
     else
@@ -54,10 +54,7 @@ public:
   /// True (and the session waits for `resume`) when too much is untaken.
   bool hold_back() {
     std::lock_guard<std::mutex> g{m_};
-    if (pending_ <= high_water)
-      return false;
-    paused_ = true;
-    return true;
+    return window_.pause_if_full();
   }
 
   bool cancelled() const {
@@ -83,11 +80,7 @@ public:
     bool resume = false;
     {
       std::lock_guard<std::mutex> g{m_};
-      pending_ -= std::min(bytes, pending_);
-      if (paused_ && pending_ <= low_water) {
-        paused_ = false;
-        resume = true;
-      }
+      window_.take(bytes, resume);
     }
     if (resume && resume_)
       resume_();
@@ -98,8 +91,7 @@ public:
     {
       std::lock_guard<std::mutex> g{m_};
       cancelled_ = true;
-      resume = paused_;
-      paused_ = false;
+      resume = window_.unpause();
     }
     // A session waiting for room goes on, sees the cancel and stops.
     if (resume && resume_)
@@ -112,8 +104,7 @@ private:
   std::function<void(std::string)> on_data_;
   std::function<void(bool)> on_end_;
   std::deque<std::string> early_;
-  std::size_t pending_ = 0;  ///< pushed, not yet taken by the consumer
-  bool paused_ = false;
+  flow_window window_{high_water, low_water};  ///< pushed, not yet taken by the consumer
   bool ended_ = false;
   bool complete_ = false;
   bool cancelled_ = false;
