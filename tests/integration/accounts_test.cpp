@@ -309,7 +309,7 @@ TEST_CASE("revocation reaches the key at once and survives a restart", "[integra
         == 404);
 }
 
-TEST_CASE("users, keys, roles and audit survive a restart; ids are never reused",
+TEST_CASE("users, keys, roles and audit survive a restart, and ids are never reused",
           "[integration][keys]") {
   test::temp_dir dir;
   std::string admin;

@@ -295,7 +295,7 @@ TEST_CASE("provider queue full and queue timeout answer 429 with Retry-After",
   CHECK(balance_micro(g, a.key) == 10'000'000 - cost);
 }
 
-TEST_CASE("retries on 5xx, then the fallback serves; the charge names the fallback",
+TEST_CASE("retries on 5xx, then the fallback serves, and the charge names the fallback",
           "[integration][llm]") {
   mock up;
   test::temp_dir dir;
@@ -343,7 +343,7 @@ TEST_CASE("retries on 5xx, then the fallback serves; the charge names the fallba
   CHECK(str(json(r)["error"]["type"]) == "rate_limit_error");
 }
 
-TEST_CASE("an upstream that answers garbage gets the client a 502; the prompt is settled",
+TEST_CASE("an upstream that answers garbage gets the client a 502, and the prompt is settled",
           "[integration][llm]") {
   mock up;
   test::temp_dir dir;
@@ -387,7 +387,7 @@ TEST_CASE("a stream that breaks mid-way ends with an error event and settles wha
   CHECK(ledger(g, a.key)["data"].Size() == 1);
 }
 
-TEST_CASE("a client that leaves mid-stream cancels the upstream; usage settles, rest released",
+TEST_CASE("a client that leaves mid-stream cancels the upstream, and usage settles, rest released",
           "[integration][llm]") {
   mock up;
   test::temp_dir dir;
@@ -651,7 +651,7 @@ TEST_CASE("a request limit under /v1/ answers 429 in OpenAI's envelope with the 
   CHECK(json(r)["status_code"].GetInt() == 429);
 }
 
-TEST_CASE("refused requests do not take a provider down; its credential errors stay private",
+TEST_CASE("refused requests do not take a provider down, and its credential errors stay private",
           "[integration][llm]") {
   mock up;
   test::temp_dir dir;
@@ -682,7 +682,7 @@ TEST_CASE("refused requests do not take a provider down; its credential errors s
         != std::string::npos);
 }
 
-TEST_CASE("an HTTP/1.0 client gets a stream unchunked, ended by the close; HEAD gets no body",
+TEST_CASE("an HTTP/1.0 client gets a stream unchunked, ended by the close, and HEAD gets no body",
           "[integration][llm][http]") {
   test::temp_dir dir;
   instance g{dir.str("data"), core::system_clock::instance(), [&](core::config& c) {

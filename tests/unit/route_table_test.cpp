@@ -111,7 +111,7 @@ TEST_CASE("a {*wildcard} takes the rest of the path and loses every tie", "[http
   CHECK_THROWS_AS(t.add("GET", "/a/{*rest}/b"), std::invalid_argument);
 }
 
-TEST_CASE("proxy and LLM routes are upstream routes; the rest are not", "[http][routes]") {
+TEST_CASE("proxy and LLM routes are upstream routes, and the rest are not", "[http][routes]") {
   route_table t;
   t.add("GET", "/user/balance", true);
   t.add("POST", "/v1/chat/completions", true, false, true);
