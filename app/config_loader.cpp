@@ -291,6 +291,8 @@ core::proxy_route_config get_proxy_route(const place& p, core::config& cfg) {
         f.fail("unknown route group (known: " + core::scope_group_list() + ")");
     } else if (name == "timeout_s") {
       r.timeout = std::chrono::seconds{get_int(f, 1, 3600)};
+    } else if (name == "max_response_bytes") {
+      r.max_response_bytes = static_cast<std::size_t>(get_int(f, 0, 1LL << 50));
     } else if (name == "paths") {
       paths.emplace(f);
     } else if (name == "limits") {

@@ -158,7 +158,11 @@ struct proxy_route_config {
   std::string credential_header;
   std::string credential_env;  ///< env variable holding it
   std::string group = "proxy"; ///< scope group the keys need
+  /// The whole exchange, the answer's body included.
   std::chrono::milliseconds timeout{30'000};
+  /// Cap on an answer's body; 0 (the default): none. The body streams to
+  /// the client under flow control, so its size does not cost memory.
+  std::size_t max_response_bytes = 0;
   /// Route templates under the prefix that get their own limits and metric
   /// labels (the [[limits.routes]] under the prefix are added by themselves).
   std::vector<std::string> paths;

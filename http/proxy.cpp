@@ -83,6 +83,7 @@ void forward(const std::shared_ptr<const route_state>& rs, core::api_request& re
   up.body = std::move(req.body);
   up.body_stream = std::move(req.body_stream);  // set when the body is still arriving
   up.timeout = rs->cfg.timeout;
+  up.max_response_bytes = rs->cfg.max_response_bytes;
 
   struct shared {
     std::shared_ptr<relay> stream = std::make_shared<relay>();

@@ -31,6 +31,7 @@
 #include <condition_variable>
 #include <charconv>
 #include <deque>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -797,7 +798,14 @@ private:
     phase_ = phase::head;
     parser_.emplace();
     parser_->header_limit(header_limit_bytes);
-    parser_->body_limit(static_cast<std::uint64_t>(max_body_));
+    if (max_body_ != 0)
+      parser_->body_limit(static_cast<std::uint64_t>(max_body_));
+    else if (h_.on_data)
+      // Streamed: the consumer's flow control bounds memory. Not boost::none,
+      // which Beast 1.74 compares against a Content-Length as "over".
+      parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
+    else
+      parser_->body_limit(static_cast<std::uint64_t>(default_max_response_bytes));
     if (head_request_)
       parser_->skip(true);
     with_stream([&](auto& s) {

@@ -25,6 +25,9 @@ namespace detail {
 class call;
 } // namespace detail
 
+/// The response cap of a call that sets none.
+inline constexpr std::size_t default_max_response_bytes = std::size_t{16} << 20;
+
 /// One request to an upstream.
 struct upstream_request {
   std::string method = "POST";
@@ -41,8 +44,10 @@ struct upstream_request {
   std::shared_ptr<core::body_source> body_stream;
   /// Deadline of the whole exchange: resolve, connect, TLS, write, head, body.
   std::chrono::milliseconds timeout{60000};
-  /// Cap on the response body; above it the call fails with "response too large".
-  std::size_t max_response_bytes = 16 << 20;
+  /// Cap on the response body; above it the call fails with "response too
+  /// large". 0: no cap, for a streamed body (on_data set) only; a buffered
+  /// one then keeps the default.
+  std::size_t max_response_bytes = default_max_response_bytes;
 };
 
 /// Status line and header fields of an upstream response.

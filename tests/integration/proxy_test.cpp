@@ -249,6 +249,36 @@ TEST_CASE("a client that reads slowly holds the backend back instead of filling 
   }));
 }
 
+TEST_CASE("a proxied answer has no size cap by default, and a route can set one",
+          "[integration][proxy]") {
+  // Over the upstream client's 16 MiB default for buffered answers.
+  constexpr std::size_t n = std::size_t{17} << 20;
+  SECTION("no cap: the whole body") {
+    behind_proxy p{"/files"};
+    test::connection c{p.g.port(), 10s};
+    c.send(test::make_request("GET", "/files/bytes/" + std::to_string(n),
+                              "Authorization: Bearer " + p.a.key + "\r\n"));
+    std::string seen;
+    REQUIRE(c.read_until("\r\n0\r\n\r\n", seen));
+    CHECK(seen.find("HTTP/1.1 200") == 0);
+    CHECK(dechunk(seen).size() == n);
+  }
+  SECTION("max_response_bytes: the body is cut there, without the last chunk") {
+    behind_proxy p{"/files", [](core::config& c) { c.routes[0].max_response_bytes = 1 << 20; }};
+    test::connection c{p.g.port()};
+    c.send(test::make_request("GET", "/files/bytes/" + std::to_string(n),
+                              "Authorization: Bearer " + p.a.key + "\r\n"));
+    std::string head;
+    REQUIRE(c.read_until("\r\n\r\n", head));
+    CHECK(head.find("HTTP/1.1 200") == 0);
+    std::string rest;
+    CHECK(c.closed_by_peer(&rest));
+    CHECK(rest.find("\r\n0\r\n\r\n") == std::string::npos);
+    CHECK(head.size() + rest.size() < (std::size_t{2} << 20));
+    CHECK(head.size() + rest.size() > (std::size_t{1} << 20));  // the cap's worth came
+  }
+}
+
 TEST_CASE("a proxied request body goes to the backend while the client still sends it",
           "[integration][proxy]") {
   behind_proxy p{"/files"};

@@ -220,6 +220,7 @@ id = "fast"
 [[routes]]
 prefix = "/api/v1/"
 upstream = "http://127.0.0.1:9000"
+max_response_bytes = 1048576
 [[routes.limits]]
 method = "POST"
 limit = 10
@@ -244,6 +245,8 @@ limit = 10
   CHECK(cfg.llm.providers[1].models[0].upstream == "fast");  // defaults to the id
   REQUIRE(cfg.routes.size() == 1);
   CHECK(cfg.routes[0].prefix == "/api/v1");
+  CHECK(cfg.routes[0].max_response_bytes == 1'048'576);
+  CHECK(core::proxy_route_config{}.max_response_bytes == 0);  // no cap unless set
   REQUIRE(cfg.limits.routes.size() == 1);
   CHECK(cfg.limits.routes[0].path == "/api/v1/{*rest}");
   CHECK(cfg.limits.routes[0].method == "POST");
