@@ -247,6 +247,15 @@ bool gateway::shutdown() {
     ok = s.server->drain(s.cfg.server.shutdown_grace);
     s.server->stop();
   }
+  if (s.llm && s.llm->watch) {
+    // Calls queued at a provider are refused now instead of at their queue
+    // timeout, so they settle within the wait below. First: a call
+    // cancelled next gives its slot back, which must not start a queued
+    // call (it would reach the upstream and be charged).
+    for (const auto& p : s.llm->providers)
+      if (p.actor)
+        caf::anon_send(p.actor, actors::stop_atom::value);
+  }
   if (s.upstream) {
     // Upstream calls still in flight cannot go on without the I/O threads:
     // each is told now, so that its call settles the tokens and credits it
@@ -257,11 +266,6 @@ bool gateway::shutdown() {
     s.upstream->cancel_all();
   }
   if (s.llm && s.llm->watch) {
-    // Calls queued at a provider are refused now instead of at their queue
-    // timeout, so they settle within the wait too.
-    for (const auto& p : s.llm->providers)
-      if (p.actor)
-        caf::anon_send(p.actor, actors::stop_atom::value);
     const auto until = std::chrono::steady_clock::now() + std::chrono::seconds{3};
     while (s.llm->watch->size() > 0 && std::chrono::steady_clock::now() < until)
       std::this_thread::sleep_for(std::chrono::milliseconds{5});
