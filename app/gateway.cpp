@@ -266,6 +266,9 @@ bool gateway::shutdown() {
     s.upstream->cancel_all();
   }
   if (s.llm && s.llm->watch) {
+    // Every call still open is cancelled: one waiting out a retry's backoff
+    // (up to 30 s) or still in a mailbox settles now, not after the wait.
+    s.llm->watch->cancel_all();
     const auto until = std::chrono::steady_clock::now() + std::chrono::seconds{3};
     while (s.llm->watch->size() > 0 && std::chrono::steady_clock::now() < until)
       std::this_thread::sleep_for(std::chrono::milliseconds{5});

@@ -188,6 +188,8 @@ struct call_state {
   std::shared_ptr<client::call_handle> handle;
   std::shared_ptr<http::relay> stream;
   bool cancelled = false;
+  /// Waiting out a retry's backoff: the retry message is still to come.
+  bool backing_off = false;
   /// Set by whoever answers first: the runner, or the I/O thread that got
   /// the upstream's answer (answer_on_io_thread).
   std::atomic<bool> answered{false};
@@ -747,6 +749,7 @@ void on_result(caf::event_based_actor* self, state_ptr st, upstream_result& r) {
     backoff = std::max<std::chrono::milliseconds>(
       backoff, std::chrono::seconds{parse_retry_after(r.retry_after)});
     backoff = std::min<std::chrono::milliseconds>(backoff, std::chrono::seconds{30});
+    st->backing_off = true;
     self->delayed_send(self, backoff, retry_atom::value, st);
     return;
   }
@@ -1136,10 +1139,11 @@ namespace {
 void begin(caf::event_based_actor* self, state_ptr st) {
   auto me = caf::actor_cast<caf::actor>(self);
   std::weak_ptr<call_state> weak = st;
-  st->out->on_cancel([me, weak] {
+  const auto cancel = [me, weak] {
     if (auto s = weak.lock())
       caf::anon_send(me, cancel_atom::value, std::move(s));
-  });
+  };
+  st->out->on_cancel(cancel);
   // The longest a healthy call can take: every candidate's queue wait and
   // every attempt at it, plus a minute for the gateway's own steps.
   auto limit = std::chrono::milliseconds{std::chrono::minutes{1}};
@@ -1148,10 +1152,13 @@ void begin(caf::event_based_actor* self, state_ptr st) {
     limit += pc.queue_timeout + (pc.request_timeout + std::chrono::seconds{30}) * (pc.retries + 1);
   }
   if (st->ctx->watch)
-    st->watch_id = st->ctx->watch->add(call_watch::clock::now() + limit, [me, weak] {
-      if (auto s = weak.lock())
-        caf::anon_send(me, watchdog_atom::value, std::move(s));
-    });
+    st->watch_id = st->ctx->watch->add(
+      call_watch::clock::now() + limit,
+      [me, weak] {
+        if (auto s = weak.lock())
+          caf::anon_send(me, watchdog_atom::value, std::move(s));
+      },
+      cancel);
   if (st->req.session_id.empty()) {
     reserve_and_hold(self, st);
     return;
@@ -1214,7 +1221,12 @@ caf::actor spawn_call_runner(caf::actor_system& sys) {
       [self, guarded](upstream_done_atom, state_ptr& st, upstream_result& r) {
         guarded(st, [&] { on_result(self, st, r); });
       },
-      [self, guarded](retry_atom, state_ptr& st) { guarded(st, [&] { acquire(self, st); }); },
+      [self, guarded](retry_atom, state_ptr& st) {
+        if (!st->backing_off)
+          return;  // a cancel already went on with the call
+        st->backing_off = false;
+        guarded(st, [&] { acquire(self, st); });
+      },
       [](watchdog_atom, state_ptr& st) {
         // Something did not answer in any reasonable time: the client is
         // told; the state stays for late answers, so grants still settle.
@@ -1224,12 +1236,18 @@ caf::actor spawn_call_runner(caf::actor_system& sys) {
                        "the call did not finish in time");
         }
       },
-      [](cancel_atom, state_ptr& st) {
+      [self, guarded](cancel_atom, state_ptr& st) {
         st->cancelled = true;
         if (st->handle)
           st->handle->cancel();
         if (st->stream)
           st->stream->cancel();
+        if (st->backing_off) {
+          // Not after the backoff (up to 30 s): now, so that what the call
+          // holds goes back at once (the retry finds it cancelled).
+          st->backing_off = false;
+          guarded(st, [&] { acquire(self, st); });
+        }
       },
     };
   });

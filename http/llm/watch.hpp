@@ -26,11 +26,13 @@ public:
   using clock = std::chrono::steady_clock;
 
   /// Runs `fire` (from the ticker) once `deadline` is past, unless
-  /// `remove`d before; returns the id to remove it by.
-  std::uint64_t add(clock::time_point deadline, std::function<void()> fire) {
+  /// `remove`d before; returns the id to remove it by. `cancel` is what
+  /// cancel_all runs for the call.
+  std::uint64_t add(clock::time_point deadline, std::function<void()> fire,
+                    std::function<void()> cancel = {}) {
     std::lock_guard<std::mutex> lock{m_};
     const auto id = ++next_;
-    calls_.emplace(id, std::make_pair(deadline, std::move(fire)));
+    calls_.emplace(id, entry{deadline, std::move(fire), std::move(cancel)});
     return id;
   }
 
@@ -44,14 +46,28 @@ public:
     std::vector<std::function<void()>> out;
     std::lock_guard<std::mutex> lock{m_};
     for (auto it = calls_.begin(); it != calls_.end();) {
-      if (it->second.first <= now) {
-        out.push_back(std::move(it->second.second));
+      if (it->second.deadline <= now) {
+        out.push_back(std::move(it->second.fire));
         it = calls_.erase(it);
       } else {
         ++it;
       }
     }
     return out;
+  }
+
+  /// Runs every call's cancel (at shutdown); the calls stay registered
+  /// until they end.
+  void cancel_all() {
+    std::vector<std::function<void()>> cancels;
+    {
+      std::lock_guard<std::mutex> lock{m_};
+      for (const auto& [id, e] : calls_)
+        if (e.cancel)
+          cancels.push_back(e.cancel);
+    }
+    for (const auto& c : cancels)
+      c();
   }
 
   std::size_t size() {
@@ -62,7 +78,12 @@ public:
 private:
   std::mutex m_;
   std::uint64_t next_ = 0;
-  std::unordered_map<std::uint64_t, std::pair<clock::time_point, std::function<void()>>> calls_;
+  struct entry {
+    clock::time_point deadline;
+    std::function<void()> fire;
+    std::function<void()> cancel;
+  };
+  std::unordered_map<std::uint64_t, entry> calls_;
 };
 
 } // namespace tollgate::http::llm

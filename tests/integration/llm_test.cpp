@@ -767,6 +767,63 @@ TEST_CASE("calls in flight or queued at shutdown settle what they hold", "[integ
   CHECK(balance_micro(g, key) == before - charged);
 }
 
+TEST_CASE("a call waiting out a retry's backoff settles at once when cancelled",
+          "[integration][llm]") {
+  mock up;
+  test::temp_dir dir;
+  const auto setup = [&](core::config& c) {
+    auto p = provider("flaky", up.url(), {{"X-Mock-Status", "503"}});
+    p.retries = 1;
+    p.retry_backoff = std::chrono::seconds{20};  // far longer than any wait below
+    c.llm.providers = {p};
+    c.llm.agent_model = "m1";
+    c.server.shutdown_grace = 50ms;
+  };
+  // The provider counts the first attempt's 503 when it gets the slot back,
+  // right before the call starts its backoff.
+  const auto failed = [](const instance& g, const std::string& key) {
+    return json(g.call("GET", "/api/agent/status", key))["failed"].GetUint64();
+  };
+  SECTION("the client leaves") {
+    instance g{dir.str("data"), core::system_clock::instance(), setup};
+    auto a = create_user(g, "alice");
+    const auto before = balance_micro(g, a.key);
+    {
+      test::connection c{g.port()};
+      c.send(test::make_request("POST", "/v1/chat/completions",
+                                "Authorization: Bearer " + a.key + "\r\n", chat_body()));
+      REQUIRE(eventually([&] { return failed(g, a.key) == 1; }));
+      CHECK(balance_micro(g, a.key) < before);  // its worst case is held
+    }
+    // Back within seconds, not after the 20 s backoff.
+    CHECK(eventually([&] { return balance_micro(g, a.key) == before; }));
+    CHECK(tokens_used(g, a.key) == 0);
+  }
+  SECTION("the gateway shuts down") {
+    std::string key;
+    std::int64_t before = 0;
+    {
+      instance g{dir.str("data"), core::system_clock::instance(), setup};
+      key = create_user(g, "alice").key;
+      before = balance_micro(g, key);
+      std::thread call{[&] {
+        try {
+          (void)g.call("POST", "/v1/chat/completions", key, chat_body());
+        } catch (const std::exception&) {
+          // The gateway went away before answering: expected here.
+        }
+      }};
+      REQUIRE(eventually([&] { return failed(g, key) == 1; }));
+      g.gw->shutdown();
+      call.join();
+    }
+    // After a restart: the hold is gone and nothing was charged.
+    instance g{dir.str("data"), core::system_clock::instance(), setup};
+    CHECK(balance_micro(g, key) == before);
+    CHECK(ledger(g, key)["data"].Size() == 0);
+  }
+}
+
 TEST_CASE("a response as SSE (/v1/responses): relayed, usage from response.completed",
           "[integration][llm]") {
   mock up;
