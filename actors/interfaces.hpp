@@ -62,6 +62,7 @@ using balance_atom = caf::atom_constant<caf::atom("balance")>;
 using ledger_atom = caf::atom_constant<caf::atom("ledger")>;
 using acquire_atom = caf::atom_constant<caf::atom("acquire")>;
 using release_atom = caf::atom_constant<caf::atom("release")>;
+using withdraw_atom = caf::atom_constant<caf::atom("withdraw")>;
 using status_atom = caf::atom_constant<caf::atom("status")>;
 using create_atom = caf::atom_constant<caf::atom("create")>;
 using list_atom = caf::atom_constant<caf::atom("list")>;
@@ -524,10 +525,13 @@ typename Inspector::result_type inspect(Inspector& f, provider_status& x) {
 }
 
 /// One actor per upstream provider (see provider.hpp): `acquire` asks for a
-/// slot for a call estimated at N tokens; `release` returns it with whether
-/// the upstream answered and the tokens it really used.
+/// slot for a call estimated at N tokens, under the caller's ticket;
+/// `withdraw` takes a ticket's call out of the queue (its answer: refused,
+/// "cancelled"); `release` returns a slot with whether the upstream
+/// answered and the tokens it really used.
 using provider_actor = caf::typed_actor<
-  caf::replies_to<acquire_atom, std::int64_t>::with<provider_slot>,
+  caf::replies_to<acquire_atom, std::int64_t, std::uint64_t>::with<provider_slot>,
+  caf::reacts_to<withdraw_atom, std::uint64_t>,
   caf::reacts_to<release_atom, bool, std::int64_t, std::int64_t>,
   caf::reacts_to<tick_atom>,
   caf::replies_to<status_atom>::with<provider_status>,

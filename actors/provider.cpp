@@ -20,6 +20,7 @@ struct waiter {
   caf::typed_response_promise<provider_slot> rp;
   std::int64_t tokens = 0;
   std::chrono::steady_clock::time_point deadline;
+  std::uint64_t ticket = 0;  ///< the caller's, for withdraw
 };
 
 struct provider_state {
@@ -100,7 +101,7 @@ provider_actor spawn_provider(caf::actor_system& sys, const core::provider_confi
       cfg.burst_tokens > 0 ? cfg.burst_tokens : std::max<std::int64_t>(1, cfg.tokens_per_minute / 6),
       clock.now()};
     return {
-      [=](acquire_atom, std::int64_t tokens) -> caf::result<provider_slot> {
+      [=](acquire_atom, std::int64_t tokens, std::uint64_t ticket) -> caf::result<provider_slot> {
         auto& st = self->state;
         const auto now = std::chrono::steady_clock::now();
         if (st.stopping)
@@ -118,9 +119,21 @@ provider_actor spawn_provider(caf::actor_system& sys, const core::provider_confi
         if (st.queue.size() >= st.cfg.queue_size)
           return provider_slot{false, "queue_full", retry_hint(st, tokens)};
         auto rp = self->make_response_promise<provider_slot>();
-        st.queue.push_back(waiter{rp, tokens, now + st.cfg.queue_timeout});
+        st.queue.push_back(waiter{rp, tokens, now + st.cfg.queue_timeout, ticket});
         pump(self);
         return rp;
+      },
+      [=](withdraw_atom, std::uint64_t ticket) {
+        // The caller left while it waited: its place (and what it holds
+        // elsewhere) is given back now, not at its queue timeout.
+        auto& q = self->state.queue;
+        for (auto it = q.begin(); it != q.end(); ++it) {
+          if (it->ticket == ticket) {
+            it->rp.deliver(provider_slot{false, "cancelled", 0});
+            q.erase(it);
+            return;
+          }
+        }
       },
       [=](release_atom, bool upstream_ok, std::int64_t reserved, std::int64_t used) {
         auto& st = self->state;

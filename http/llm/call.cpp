@@ -190,6 +190,8 @@ struct call_state {
   bool cancelled = false;
   /// Waiting out a retry's backoff: the retry message is still to come.
   bool backing_off = false;
+  /// Asked the current provider for a slot, no answer yet (maybe queued).
+  bool awaiting_slot = false;
   /// Set by whoever answers first: the runner, or the I/O thread that got
   /// the upstream's answer (answer_on_io_thread).
   std::atomic<bool> answered{false};
@@ -884,6 +886,10 @@ void call_upstream(caf::event_based_actor* self, state_ptr st) {
 
 /// What the provider said about a slot for the current candidate.
 void on_slot(caf::event_based_actor* self, state_ptr st, const actors::provider_slot& s) {
+        if (!s.granted && s.refusal == "cancelled") {
+          fail_with_last(self, st);  // withdrawn: the client left
+          return;
+        }
         if (!s.granted) {
           st->fail_body.clear();
           st->fail_status = s.refusal == "down" ? 503 : 429;
@@ -920,13 +926,27 @@ void on_slot_error(caf::event_based_actor* self, state_ptr st, const caf::error&
   try_next(self, st);
 }
 
+/// The call's ticket at its provider's queue: unique among the calls alive.
+std::uint64_t ticket(const call_state& st) {
+  return static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(&st));
+}
+
 /// Asks the current candidate's provider for a slot; `ok` or `err` follow.
 template <class Ok, class Err>
 void request_slot(caf::event_based_actor* self, const state_ptr& st, Ok ok, Err err) {
   const auto& p = *st->current().provider;
+  st->awaiting_slot = true;
   self
-    ->request(p.actor, no_timeout, actors::acquire_atom::value, st->reserved)
-    .then(std::move(ok), std::move(err));
+    ->request(p.actor, no_timeout, actors::acquire_atom::value, st->reserved, ticket(*st))
+    .then(
+      [st, ok = std::move(ok)](actors::provider_slot& s) mutable {
+        st->awaiting_slot = false;
+        ok(s);
+      },
+      [st, err = std::move(err)](caf::error& e) mutable {
+        st->awaiting_slot = false;
+        err(e);
+      });
 }
 
 void acquire(caf::event_based_actor* self, state_ptr st) {
@@ -1248,6 +1268,9 @@ caf::actor spawn_call_runner(caf::actor_system& sys) {
           st->backing_off = false;
           guarded(st, [&] { acquire(self, st); });
         }
+        if (st->awaiting_slot)  // maybe queued: out of the queue now
+          caf::anon_send(st->current().provider->actor, actors::withdraw_atom::value,
+                         ticket(*st));
       },
     };
   });

@@ -824,6 +824,41 @@ TEST_CASE("a call waiting out a retry's backoff settles at once when cancelled",
   }
 }
 
+TEST_CASE("a client that leaves while its call is queued gets its hold back at once",
+          "[integration][llm]") {
+  mock up;
+  test::temp_dir dir;
+  instance g{dir.str("data"), core::system_clock::instance(), [&](core::config& c) {
+               auto p = provider("slow", up.url(), {{"X-Mock-Latency-Ms", "5000"}});
+               p.max_concurrency = 1;  // the second call waits in the queue
+               p.queue_timeout = std::chrono::minutes{5};
+               c.llm.providers = {p};
+               c.llm.agent_model = "m1";
+               c.server.shutdown_grace = 50ms;
+             }};
+  auto a = create_user(g, "alice");
+  const auto before = balance_micro(g, a.key);
+  const auto queued = [&] {
+    return json(g.call("GET", "/api/agent/status", a.key))["rate_limits"]["queued"].GetUint64();
+  };
+  test::connection first{g.port()};
+  first.send(test::make_request("POST", "/v1/chat/completions",
+                                "Authorization: Bearer " + a.key + "\r\n", chat_body()));
+  REQUIRE(eventually([&] { return balance_micro(g, a.key) < before; }));
+  const auto one_hold = before - balance_micro(g, a.key);
+  {
+    test::connection second{g.port()};
+    second.send(test::make_request("POST", "/v1/chat/completions",
+                                   "Authorization: Bearer " + a.key + "\r\n", chat_body()));
+    REQUIRE(eventually([&] { return queued() == 1; }));
+    CHECK(balance_micro(g, a.key) == before - 2 * one_hold);
+  }
+  // The second client left: out of the queue and its hold back, well
+  // before the first call's 5 s and the queue's 5 minutes.
+  CHECK(eventually([&] { return queued() == 0 && balance_micro(g, a.key) == before - one_hold; },
+                   3s));
+}
+
 TEST_CASE("a response as SSE (/v1/responses): relayed, usage from response.completed",
           "[integration][llm]") {
   mock up;
