@@ -131,6 +131,7 @@ provider_actor spawn_provider(caf::actor_system& sys, const core::provider_confi
           if (it->ticket == ticket) {
             it->rp.deliver(provider_slot{false, "cancelled", 0});
             q.erase(it);
+            pump(self);  // a smaller waiter behind it may fit now
             return;
           }
         }

@@ -887,7 +887,11 @@ void call_upstream(caf::event_based_actor* self, state_ptr st) {
 /// What the provider said about a slot for the current candidate.
 void on_slot(caf::event_based_actor* self, state_ptr st, const actors::provider_slot& s) {
         if (!s.granted && s.refusal == "cancelled") {
-          fail_with_last(self, st);  // withdrawn: the client left
+          // Withdrawn: the client left. A failure at an earlier candidate
+          // is not what ended the call.
+          st->fail_status = 0;
+          st->fail_body.clear();
+          fail_with_last(self, st);
           return;
         }
         if (!s.granted) {
@@ -973,6 +977,11 @@ void try_next(caf::event_based_actor* self, state_ptr st) {
 /// depends on the other; each waits for its own commit), then goes on to
 /// the provider, or undoes whichever was granted and refuses.
 void reserve_and_hold(caf::event_based_actor* self, state_ptr st) {
+  if (st->cancelled) {
+    // The client left during the chat-session lookup: nothing is held yet.
+    fail_with_last(self, st);
+    return;
+  }
   std::int64_t worst = 0;
   for (const auto& c : st->candidates)
     worst = std::max(worst, core::llm::price_micro(st->req.prompt_tokens,

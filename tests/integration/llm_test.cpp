@@ -829,7 +829,8 @@ TEST_CASE("a client that leaves while its call is queued gets its hold back at o
   mock up;
   test::temp_dir dir;
   instance g{dir.str("data"), core::system_clock::instance(), [&](core::config& c) {
-               auto p = provider("slow", up.url(), {{"X-Mock-Latency-Ms", "5000"}});
+               // The first call keeps the one slot far longer than the test.
+               auto p = provider("slow", up.url(), {{"X-Mock-Latency-Ms", "30000"}});
                p.max_concurrency = 1;  // the second call waits in the queue
                p.queue_timeout = std::chrono::minutes{5};
                c.llm.providers = {p};
@@ -854,7 +855,7 @@ TEST_CASE("a client that leaves while its call is queued gets its hold back at o
     CHECK(balance_micro(g, a.key) == before - 2 * one_hold);
   }
   // The second client left: out of the queue and its hold back, well
-  // before the first call's 5 s and the queue's 5 minutes.
+  // before the first call's 30 s and the queue's 5 minutes.
   CHECK(eventually([&] { return queued() == 0 && balance_micro(g, a.key) == before - one_hold; },
                    3s));
 }

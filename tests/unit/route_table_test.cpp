@@ -1,5 +1,6 @@
 #include "http/errors.hpp"
 #include "http/route_table.hpp"
+#include "http/routes.hpp"
 #include "http/server/cancel_slot.hpp"
 
 #include <catch2/catch.hpp>
@@ -111,7 +112,8 @@ TEST_CASE("a {*wildcard} takes the rest of the path and loses every tie", "[http
   CHECK_THROWS_AS(t.add("GET", "/a/{*rest}/b"), std::invalid_argument);
 }
 
-TEST_CASE("proxy and LLM routes are upstream routes, and the rest are not", "[http][routes]") {
+TEST_CASE("the route table keeps the upstream flag, and a proxy route is an upstream route",
+          "[http][routes]") {
   route_table t;
   t.add("GET", "/user/balance", true);
   t.add("POST", "/v1/chat/completions", true, false, true);
@@ -119,6 +121,23 @@ TEST_CASE("proxy and LLM routes are upstream routes, and the rest are not", "[ht
   CHECK_FALSE(t.match("GET", "/user/balance").matched->upstream);
   CHECK(t.match("POST", "/v1/chat/completions").matched->upstream);
   CHECK(t.match("GET", "/scans/a/b").matched->upstream);  // a proxy route
+}
+
+TEST_CASE("the gateway's routes that call an upstream are marked so, the others not",
+          "[http][routes]") {
+  const auto set = http::build_routes();
+  const auto upstream = [&](const char* method, const char* path) {
+    const auto m = set.table->match(method, path);
+    REQUIRE(m.kind == route_table::outcome::found);
+    return m.matched->upstream;
+  };
+  CHECK(upstream("POST", "/v1/chat/completions"));
+  CHECK(upstream("POST", "/v1/responses"));
+  CHECK(upstream("POST", "/images/generate"));
+  CHECK(upstream("POST", "/api/send-message"));
+  CHECK_FALSE(upstream("GET", "/v1/models"));
+  CHECK_FALSE(upstream("GET", "/user/balance"));
+  CHECK_FALSE(upstream("GET", "/api/agent/status"));
 }
 
 TEST_CASE("a cancel slot runs its function once, whichever comes first", "[http][cancel]") {
