@@ -429,6 +429,9 @@ public:
     finish("cancelled");
   }
 
+  /// The client is shut down: the call never starts (nothing was sent).
+  void refuse() noexcept { finish("stopped"); }
+
   /// Reports the outcome, exactly once. A failed or cancelled connection is
   /// closed here, which also completes its pending operation (ignored: done_).
   void finish(std::string error) noexcept {
@@ -1197,7 +1200,7 @@ std::shared_ptr<call_handle> client::start(upstream_request req, upstream_handle
   }
   detail::close_all(expired);
   if (!posted)
-    c->on_cancel();
+    c->refuse();
   return std::shared_ptr<call_handle>(new call_handle(c));
 }
 

@@ -77,7 +77,8 @@ struct upstream_handlers {
   /// Exactly once, last. An empty `error` is success. `body` holds the whole
   /// body only in buffered mode (no on_data). Errors are one of
   /// "bad url: …", "bad request: …", "connect: …", "tls: …", "timeout",
-  /// "reset: …", "malformed response: …", "response too large", "cancelled";
+  /// "reset: …", "malformed response: …", "response too large", "cancelled",
+  /// "stopped" (started after cancel_all or shutdown: nothing was sent);
   /// they never contain header values or the URL (both can carry keys).
   std::function<void(std::string error, upstream_head head, std::string body)> on_done;
 };

@@ -157,7 +157,7 @@ const char* upstream_path(call_kind k) {
 
 bool retryable(const upstream_result& r) {
   if (!r.error.empty())
-    return r.error != "cancelled" && r.error != "response too large";
+    return r.error != "cancelled" && r.error != "stopped" && r.error != "response too large";
   return r.status == 429 || r.status >= 500;
 }
 
@@ -634,6 +634,19 @@ void on_result(caf::event_based_actor* self, state_ptr st, upstream_result& r) {
                end(self, st);
              });
            });
+    return;
+  }
+  if (r.error == "stopped") {
+    // The gateway shuts down and its client started nothing: no prompt
+    // reached the upstream, so nothing is charged.
+    release_slot(st, true, 0);
+    st->fail_body.clear();
+    st->fail_status = 503;
+    st->fail_type = "server_error";
+    st->fail_code = "unavailable";
+    st->fail_message = "the gateway is shutting down";
+    st->fail_retry_after = 1;
+    fail_with_last(self, st);
     return;
   }
   if (st->cancelled || r.error == "cancelled") {

@@ -514,3 +514,16 @@ TEST_CASE("upstream client: destroying the client cancels calls in flight", "[ht
   CHECK(p->error == "cancelled");
   CHECK(p->done_calls == 1);
 }
+
+TEST_CASE("upstream client: a call started after cancel_all is refused unsent", "[http][client]") {
+  std::atomic<int> requests{0};
+  test_server server{[&](tcp::socket&, int) { ++requests; }};
+  uc::client c{{}};
+  c.cancel_all();
+  auto p = std::make_shared<probe>();
+  c.start(get_request(server.url("/late")), handlers(p, false));
+  REQUIRE(p->done_future.wait_for(bound) == std::future_status::ready);
+  CHECK(p->error == "stopped");  // not "cancelled": nothing went out
+  CHECK(p->done_calls == 1);
+  CHECK(requests == 0);
+}
