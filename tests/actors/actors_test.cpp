@@ -1,5 +1,6 @@
 #include "actors/accounts.hpp"
 #include "actors/key_directory.hpp"
+#include "actors/provider.hpp"
 #include "actors/router.hpp"
 #include "actors/storage_actor.hpp"
 #include "core/api_key.hpp"
@@ -343,4 +344,42 @@ TEST_CASE("token usage is stored before it is acknowledged", "[actors][tokens]")
   self->request(again.directory, 5s, actors::reserve_atom::value, again.hash, std::int64_t{3001})
     .receive([](const actors::token_reservation& r) { CHECK_FALSE(r.granted); },
              [](caf::error& e) { FAIL(to_string(e)); });
+}
+
+TEST_CASE("a waiter withdrawn from the head of a provider's queue lets the next one go",
+          "[actors][provider]") {
+  actor_env env;
+  core::manual_clock clock;
+  core::provider_config cfg;
+  cfg.name = "p";
+  cfg.max_concurrency = 8;
+  cfg.queue_size = 8;
+  cfg.queue_timeout = std::chrono::minutes{5};
+  cfg.tokens_per_minute = 60;  // a token a second
+  cfg.burst_tokens = 10;
+  auto p = actors::spawn_provider(env.sys, cfg, clock);
+  caf::scoped_actor self{env.sys};
+  const auto slot = [&](std::int64_t tokens, std::uint64_t ticket) {
+    actors::provider_slot out;
+    self->request(p, 5s, actors::acquire_atom::value, tokens, ticket)
+      .receive([&](const actors::provider_slot& s) { out = s; },
+               [](caf::error& e) { FAIL(to_string(e)); });
+    return out;
+  };
+  REQUIRE(slot(10, 1).granted);  // the bucket is empty now
+  clock.advance(2s);             // two tokens back
+  // A waiter for 50 tokens (48 s away) heads the queue, one for 1 waits behind.
+  self->send(p, actors::acquire_atom::value, std::int64_t{50}, std::uint64_t{2});
+  self->send(p, actors::acquire_atom::value, std::int64_t{1}, std::uint64_t{3});
+  self->send(p, actors::withdraw_atom::value, std::uint64_t{2});
+  std::vector<actors::provider_slot> answers;
+  int received = 0;
+  self->receive_for(received, 2)(
+    [&](const actors::provider_slot& s) { answers.push_back(s); },
+    caf::after(std::chrono::seconds{3}) >> [&] { FAIL("a waiter was left waiting"); });
+  REQUIRE(answers.size() == 2);
+  CHECK_FALSE(answers[0].granted);
+  CHECK(answers[0].refusal == "cancelled");
+  CHECK(answers[1].granted);  // at once, not at the old head's tick
+  caf::anon_send_exit(p, caf::exit_reason::user_shutdown);
 }
