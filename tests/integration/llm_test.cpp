@@ -860,6 +860,51 @@ TEST_CASE("a client that leaves while its call is queued gets its hold back at o
                    3s));
 }
 
+TEST_CASE("a call withdrawn from a fallback's queue ends as the client's cancel",
+          "[integration][llm]") {
+  mock up;
+  test::temp_dir dir;
+  instance g{dir.str("data"), core::system_clock::instance(), [&](core::config& c) {
+               auto bad = provider("bad", up.url(), {{"X-Mock-Status", "503"}});
+               bad.retries = 0;
+               bad.fallbacks = {"busy"};
+               auto busy = provider("busy", up.url(), {{"X-Mock-Latency-Ms", "30000"}});
+               busy.max_concurrency = 1;
+               busy.queue_timeout = std::chrono::minutes{5};
+               // Only "busy" serves m2: the agent status then shows its queue.
+               busy.models.push_back(busy.models[0]);
+               busy.models[1].id = "m2";
+               c.llm.providers = {bad, busy};
+               c.llm.agent_model = "m2";
+               c.server.shutdown_grace = 50ms;
+             }};
+  auto a = create_user(g, "alice");
+  const auto metric = [&](const std::string& outcome) {
+    const auto m = g.call("GET", "/metrics", "").body;
+    return m.find("tollgate_llm_calls_total{provider=\"busy\",model=\"m1\",outcome=\"" + outcome
+                  + "\"} 1")
+           != std::string::npos;
+  };
+  test::connection first{g.port()};
+  first.send(test::make_request("POST", "/v1/chat/completions",
+                                "Authorization: Bearer " + a.key + "\r\n", chat_body()));
+  const auto before = balance_micro(g, a.key);
+  {
+    test::connection second{g.port()};
+    second.send(test::make_request("POST", "/v1/chat/completions",
+                                   "Authorization: Bearer " + a.key + "\r\n", chat_body()));
+    // Refused by "bad", the second call waits in "busy"'s queue.
+    REQUIRE(eventually([&] { return balance_micro(g, a.key) < before; }));
+    REQUIRE(eventually([&] {
+      return json(g.call("GET", "/api/agent/status", a.key))["rate_limits"]["queued"].GetUint64()
+             == 1;
+    }));
+  }
+  // Its client left: counted as cancelled, not as "bad"'s 503.
+  CHECK(eventually([&] { return metric("cancelled"); }, 3s));
+  CHECK_FALSE(metric("upstream_error"));
+}
+
 TEST_CASE("a response as SSE (/v1/responses): relayed, usage from response.completed",
           "[integration][llm]") {
   mock up;
