@@ -52,6 +52,12 @@ std::string chat_body(bool stream = false, int max_tokens = 50) {
          + (stream ? R"(,"stream":true)" : "") + "}";
 }
 
+/// Sends a chat completion on `c` without waiting for its answer.
+void send_chat(test::connection& c, const std::string& key, const std::string& body) {
+  c.send(test::make_request("POST", "/v1/chat/completions", "Authorization: Bearer " + key + "\r\n",
+                            body));
+}
+
 std::int64_t tokens_used(const instance& g, const std::string& key) {
   return json(g.call("GET", "/api/usage", key))["usage"]["daily_tokens_used"].GetInt64();
 }
@@ -157,8 +163,7 @@ TEST_CASE("chat completion as SSE: relayed as it comes, usage from the stream",
   auto a = create_user(g, "alice");
   test::connection c{g.port()};
   const auto body = chat_body(true);
-  c.send(test::make_request("POST", "/v1/chat/completions",
-                            "Authorization: Bearer " + a.key + "\r\n", body));
+  send_chat(c, a.key, body);
   auto r = c.read_response();
   REQUIRE(r);
   CHECK(r->status == 200);
@@ -398,8 +403,7 @@ TEST_CASE("a client that leaves mid-stream cancels the upstream, and usage settl
   auto a = create_user(g, "alice");
   {
     test::connection c{g.port()};
-    c.send(test::make_request("POST", "/v1/chat/completions",
-                              "Authorization: Bearer " + a.key + "\r\n", chat_body(true, 500)));
+    send_chat(c, a.key, chat_body(true, 500));
     std::string seen;
     REQUIRE(c.read_until("word1 ", seen));
   }  // the client closes after two chunks of fifty
@@ -613,8 +617,7 @@ TEST_CASE("a client that leaves before a JSON answer cancels the upstream call",
   };
   {
     test::connection c{g.port()};
-    c.send(test::make_request("POST", "/v1/chat/completions",
-                              "Authorization: Bearer " + a.key + "\r\n", chat_body()));
+    send_chat(c, a.key, chat_body());
     REQUIRE(eventually([&] { return in_flight() == 1; }));
   }  // the client goes; the mock would answer only after 60 s
   // The slot comes back long before the upstream would have answered, and
@@ -790,8 +793,7 @@ TEST_CASE("a call waiting out a retry's backoff settles at once when cancelled",
     const auto before = balance_micro(g, a.key);
     {
       test::connection c{g.port()};
-      c.send(test::make_request("POST", "/v1/chat/completions",
-                                "Authorization: Bearer " + a.key + "\r\n", chat_body()));
+      send_chat(c, a.key, chat_body());
       REQUIRE(eventually([&] { return failed(g, a.key) == 1; }));
       CHECK(balance_micro(g, a.key) < before);  // its worst case is held
     }
@@ -843,14 +845,12 @@ TEST_CASE("a client that leaves while its call is queued gets its hold back at o
     return json(g.call("GET", "/api/agent/status", a.key))["rate_limits"]["queued"].GetUint64();
   };
   test::connection first{g.port()};
-  first.send(test::make_request("POST", "/v1/chat/completions",
-                                "Authorization: Bearer " + a.key + "\r\n", chat_body()));
+  send_chat(first, a.key, chat_body());
   REQUIRE(eventually([&] { return balance_micro(g, a.key) < before; }));
   const auto one_hold = before - balance_micro(g, a.key);
   {
     test::connection second{g.port()};
-    second.send(test::make_request("POST", "/v1/chat/completions",
-                                   "Authorization: Bearer " + a.key + "\r\n", chat_body()));
+    send_chat(second, a.key, chat_body());
     REQUIRE(eventually([&] { return queued() == 1; }));
     CHECK(balance_micro(g, a.key) == before - 2 * one_hold);
   }
@@ -886,13 +886,11 @@ TEST_CASE("a call withdrawn from a fallback's queue ends as the client's cancel"
            != std::string::npos;
   };
   test::connection first{g.port()};
-  first.send(test::make_request("POST", "/v1/chat/completions",
-                                "Authorization: Bearer " + a.key + "\r\n", chat_body()));
+  send_chat(first, a.key, chat_body());
   const auto before = balance_micro(g, a.key);
   {
     test::connection second{g.port()};
-    second.send(test::make_request("POST", "/v1/chat/completions",
-                                   "Authorization: Bearer " + a.key + "\r\n", chat_body()));
+    send_chat(second, a.key, chat_body());
     // Refused by "bad", the second call waits in "busy"'s queue.
     REQUIRE(eventually([&] { return balance_micro(g, a.key) < before; }));
     REQUIRE(eventually([&] {
