@@ -356,6 +356,19 @@ public:
 
   const net::any_io_executor& executor() const { return ex_; }
 
+  /// run() on the caller's thread, for a call that adopted a pooled
+  /// connection: the request goes out from the thread that made it, and
+  /// the I/O thread is woken only for what comes back, while the upstream
+  /// already works on it. Nothing else can reach this call yet but a
+  /// cancellation, which waits for the mutex; everything run() starts
+  /// completes on `ex_`, and run() touches nothing after starting it.
+  void run_here() {
+    std::lock_guard<std::mutex> lock{start_mutex_};
+    here_ = true;
+    run();
+    here_ = false;
+  }
+
   void run() {
     guard([&] {
       if (done_)
@@ -387,7 +400,10 @@ public:
         reused_ = true;
         spdlog::debug("upstream {}: reusing a pooled connection", url_.key);
         conn_->lowest().expires_at(deadline_);
-        do_write();
+        if (here_ && conn_->plain)
+          write_now();
+        else
+          do_write();
         return;
       }
       do_open();
@@ -423,6 +439,7 @@ public:
 
   /// On the strand (or on the destructor's thread once the I/O threads are gone).
   void on_cancel() noexcept {
+    std::lock_guard<std::mutex> lock{start_mutex_};  // after run_here, if it runs
     if (done_)
       return;
     spdlog::debug("upstream {}: cancelled", url_.key);
@@ -668,6 +685,30 @@ private:
       return;
     }
     do_write();
+  }
+
+  /// run_here on a plain pooled connection: the request goes into the
+  /// socket now, without blocking, and the read of the answer is armed from
+  /// here too. The I/O thread then wakes only when the answer comes (an
+  /// asynchronous write would wake it once more for its completion, while
+  /// the upstream needs the core). Whatever the socket does not take now is
+  /// written asynchronously.
+  void write_now() {
+    phase_ = phase::writing;
+    auto& s = *conn_->plain;
+    beast::error_code ec;
+    s.socket().non_blocking(true, ec);  // only sync calls see it; they are all here
+    serializer_.emplace(req_);
+    while (!ec && !serializer_->is_done())
+      bhttp::write_some(s, *serializer_, ec);
+    if (ec == net::error::would_block || ec == net::error::try_again) {
+      bhttp::async_write(s, *serializer_,
+                         [self = shared_from_this()](beast::error_code e, std::size_t) {
+                           self->guard([&] { self->on_write(e); });
+                         });
+      return;
+    }
+    on_write(ec);
   }
 
   void do_write() {
@@ -978,6 +1019,8 @@ private:
   std::size_t max_body_;
   steady::time_point deadline_;
   std::atomic<bool> cancel_requested_{false};
+  std::mutex start_mutex_;  ///< run_here against on_cancel
+  bool here_ = false;        ///< inside run_here
 
   target_url url_;
   std::string setup_error_;
@@ -1183,16 +1226,20 @@ std::shared_ptr<call_handle> client::start(upstream_request req, upstream_handle
   }
 
   bool posted = false;
+  bool here = false;  ///< on a pooled connection: written from this thread
   std::vector<detail::connection_ptr> expired;
   try {
     std::lock_guard<std::mutex> lock{s.state->mutex};
     if (s.state->open) {
       if (c->usable() && !c->streams_body())
-        if (auto pooled = s.state->take_idle(c->key(), steady::now(), expired))
+        if (auto pooled = s.state->take_idle(c->key(), steady::now(), expired)) {
           c->adopt(std::move(pooled));
+          here = true;
+        }
       s.state->live.emplace(c.get(), c);
       // Posted under the lock: the destructor cannot stop the io_context in between.
-      net::post(c->executor(), [c] { c->run(); });
+      if (!here)
+        net::post(c->executor(), [c] { c->run(); });
       posted = true;
     }
   } catch (const std::exception& e) {
@@ -1201,6 +1248,8 @@ std::shared_ptr<call_handle> client::start(upstream_request req, upstream_handle
   detail::close_all(expired);
   if (!posted)
     c->refuse();
+  else if (here)
+    c->run_here();  // the caller holds the client, and the client its io_context
   return std::shared_ptr<call_handle>(new call_handle(c));
 }
 

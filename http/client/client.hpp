@@ -135,7 +135,10 @@ public:
 
   /// Starts a call. Thread-safe. Never throws: a failure is reported through
   /// on_done (synchronously, on the caller's thread, only when the client is
-  /// shutting down or memory runs out).
+  /// shutting down or memory runs out). On a pooled plain-HTTP connection
+  /// the request is written from the caller's thread without blocking (what
+  /// the socket does not take goes on asynchronously); the answer is read
+  /// on the I/O threads.
   std::shared_ptr<call_handle> start(upstream_request req, upstream_handlers h);
 
   /// Takes no more calls and cancels those in flight (on_done("cancelled")):

@@ -386,6 +386,53 @@ TEST_CASE("upstream client: a pooled connection closed by the server is retried 
   CHECK(server.accepted() == 2);
 }
 
+TEST_CASE("upstream client: a pooled call whose body the socket cannot take at once is "
+          "written whole", "[http][client]") {
+  // On a pooled connection the first write happens on the caller's thread
+  // without blocking; what the socket does not take goes on asynchronously.
+  // The server reads nothing of the second request until start() returned,
+  // so 8 MiB cannot all fit into the socket buffers by then.
+  std::promise<void> started;
+  auto started_future = started.get_future();
+  test_server server{[&](tcp::socket& s, int) {
+    std::string buf;
+    seen_request r;
+    if (!read_request(s, buf, r))
+      return;
+    send(s, response("first"));
+    if (started_future.wait_for(bound) != std::future_status::ready)
+      return;
+    if (!read_request(s, buf, r))
+      return;
+    std::size_t sum = 0;
+    for (const char c : r.body)
+      sum = sum * 31 + static_cast<unsigned char>(c);
+    send(s, response(std::to_string(r.body.size()) + ":" + std::to_string(sum)));
+  }};
+  uc::client c{{}};
+  auto first = std::make_shared<probe>();
+  c.start(get_request(server.url("/a")), handlers(first, false));
+  REQUIRE(first->finished());
+  REQUIRE(c.idle_connections() == 1);
+
+  uc::upstream_request req;
+  req.url = server.url("/big");
+  req.body.resize(8u << 20);
+  std::size_t sum = 0;
+  for (std::size_t i = 0; i < req.body.size(); ++i) {
+    req.body[i] = static_cast<char>('a' + i % 23);
+    sum = sum * 31 + static_cast<unsigned char>(req.body[i]);
+  }
+  auto second = std::make_shared<probe>();
+  const auto expected = std::to_string(req.body.size()) + ":" + std::to_string(sum);
+  c.start(std::move(req), handlers(second, false));
+  started.set_value();
+  REQUIRE(second->finished());
+  CHECK(second->error.empty());
+  CHECK(second->body == expected);
+  CHECK(server.accepted() == 1);
+}
+
 TEST_CASE("upstream client: an upstream that never answers times out", "[http][client]") {
   test_server server{[](tcp::socket& s, int) {
     std::string buf;
