@@ -697,7 +697,8 @@ private:
     phase_ = phase::writing;
     auto& s = *conn_->plain;
     beast::error_code ec;
-    s.socket().non_blocking(true, ec);  // only sync calls see it; they are all here
+    if (!s.socket().non_blocking())  // an ioctl: once per connection
+      s.socket().non_blocking(true, ec);  // only sync calls see it; they are all here
     serializer_.emplace(req_);
     while (!ec && !serializer_->is_done())
       bhttp::write_some(s, *serializer_, ec);
