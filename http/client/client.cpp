@@ -321,7 +321,8 @@ void close_all(std::vector<connection_ptr>& conns) noexcept {
 }
 
 /// One exchange. Every member is touched only on `ex_` (the connection's
-/// strand) except `cancel_requested_`.
+/// strand) except `cancel_requested_`, and by run_here on the caller's
+/// thread before anything of the call can run on `ex_`.
 ///
 ///   init ─▶ resolving ─▶ connecting ─▶ handshaking ─┐
 ///     │                                             ▼
@@ -355,6 +356,12 @@ public:
   }
 
   const net::any_io_executor& executor() const { return ex_; }
+
+  /// Whether run_here may start this call: its deadline is far enough that
+  /// no timeout handler (armed before each operation it bounds, and run on
+  /// the I/O thread) can close the socket while this thread still sets the
+  /// operation up.
+  bool may_run_here() const { return deadline_ - steady::now() >= std::chrono::seconds{1}; }
 
   /// run() on the caller's thread, for a call that adopted a pooled
   /// connection: the request goes out from the thread that made it, and
@@ -709,7 +716,13 @@ private:
                          });
       return;
     }
-    on_write(ec);
+    if (ec) {
+      // A dead pooled connection: the retry (a fresh connection) or the
+      // failure is the I/O thread's business, like every other outcome.
+      net::post(ex_, [self = shared_from_this(), ec] { self->guard([&] { self->on_write(ec); }); });
+      return;
+    }
+    on_write(ec);  // arms the read of the answer from here
   }
 
   void do_write() {
@@ -1235,7 +1248,9 @@ std::shared_ptr<call_handle> client::start(upstream_request req, upstream_handle
       if (c->usable() && !c->streams_body())
         if (auto pooled = s.state->take_idle(c->key(), steady::now(), expired)) {
           c->adopt(std::move(pooled));
-          here = true;
+          // Not once the I/O threads stopped (shutdown): a request written
+          // then would reach the upstream with nobody to read its answer.
+          here = c->may_run_here() && !s.ioc.stopped();
         }
       s.state->live.emplace(c.get(), c);
       // Posted under the lock: the destructor cannot stop the io_context in between.

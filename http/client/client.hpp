@@ -59,8 +59,9 @@ struct upstream_head {
   std::string header(std::string_view name_case_insensitive) const;
 };
 
-/// Callbacks run on the client's I/O threads: they must be cheap, must not
-/// block and must not destroy the client.
+/// Callbacks run on the client's I/O threads (on_done also on the caller's,
+/// in the cases client::start names): they must be cheap, must not block and
+/// must not destroy the client.
 struct upstream_handlers {
   /// Once, before any body bytes. Optional.
   std::function<void(const upstream_head&)> on_head;

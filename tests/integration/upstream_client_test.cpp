@@ -119,8 +119,11 @@ class test_server {
 public:
   using session_fn = std::function<void(tcp::socket&, int index)>;
 
-  explicit test_server(session_fn fn)
+  /// `receive_buffer`: SO_RCVBUF of the accepted connections (0: the default).
+  explicit test_server(session_fn fn, int receive_buffer = 0)
     : fn_(std::move(fn)), acceptor_(ioc_, {net::ip::make_address("127.0.0.1"), 0}) {
+    if (receive_buffer > 0)
+      acceptor_.set_option(net::socket_base::receive_buffer_size(receive_buffer));
     port_ = acceptor_.local_endpoint().port();
     thread_ = std::thread([this] { accept_loop(); });
   }
@@ -391,7 +394,9 @@ TEST_CASE("upstream client: a pooled call whose body the socket cannot take at o
   // On a pooled connection the first write happens on the caller's thread
   // without blocking; what the socket does not take goes on asynchronously.
   // The server reads nothing of the second request until start() returned,
-  // so 8 MiB cannot all fit into the socket buffers by then.
+  // and its receive buffer is 64 KiB, so 8 MiB cannot all fit into the
+  // socket buffers by then (Linux caps a send buffer at tcp_wmem, 4 MiB by
+  // default).
   std::promise<void> started;
   auto started_future = started.get_future();
   test_server server{[&](tcp::socket& s, int) {
@@ -408,7 +413,7 @@ TEST_CASE("upstream client: a pooled call whose body the socket cannot take at o
     for (const char c : r.body)
       sum = sum * 31 + static_cast<unsigned char>(c);
     send(s, response(std::to_string(r.body.size()) + ":" + std::to_string(sum)));
-  }};
+  }, 64 * 1024};
   uc::client c{{}};
   auto first = std::make_shared<probe>();
   c.start(get_request(server.url("/a")), handlers(first, false));
