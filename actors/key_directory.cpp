@@ -335,6 +335,18 @@ key_actor::behavior_type key_impl(key_pointer self) {
       }
       if (st.tokens_settled != nullptr)
         st.tokens_settled->inc(static_cast<std::uint64_t>(used));
+      if (used <= reserved) {
+        // The stored counters already hold the whole reservation (it was
+        // written before it counted), so they cover this use. What goes
+        // back can wait for the next write (any reservation's, the periodic
+        // one, an idle stop's or shutdown's): until then the stored use
+        // overstates the key's, never understates it.
+        schedule_persist(self);
+        const auto* m = self->current_mailbox_element();
+        if (m == nullptr || !m->mid.is_request())
+          return key_usage{};  // sent without a reply wanted (the I/O thread's settlement)
+        return usage_of(st);
+      }
       auto rp = self->make_response_promise<key_usage>();
       write_through(self, [rp, self](const std::string& error) mutable {
         if (!error.empty())

@@ -346,6 +346,48 @@ TEST_CASE("token usage is stored before it is acknowledged", "[actors][tokens]")
              [](caf::error& e) { FAIL(to_string(e)); });
 }
 
+TEST_CASE("a settlement never leaves less use stored than the key made", "[actors][tokens]") {
+  // Use above the reservation is stored before the settlement is
+  // acknowledged. Tokens given back may be stored later (the stored
+  // reservation already covers the use), so a crash in between overstates
+  // the key's use, never understates it.
+  test::temp_dir dir;
+  const auto reserve = [](key_env& k, std::int64_t tokens) {
+    caf::scoped_actor self{k.env.sys};
+    bool granted = false;
+    self->request(k.directory, 5s, actors::reserve_atom::value, k.hash, tokens)
+      .receive([&](const actors::token_reservation& r) { granted = r.granted; },
+               [](caf::error& e) { FAIL(to_string(e)); });
+    return granted;
+  };
+  const auto settle = [](key_env& k, std::int64_t reserved, std::int64_t used) {
+    caf::scoped_actor self{k.env.sys};
+    self->request(k.directory, 5s, actors::settle_atom::value, k.hash, reserved, used)
+      .receive([](const actors::key_usage&) {}, [](caf::error& e) { FAIL(to_string(e)); });
+  };
+  {
+    key_env k{dir.str("over"), 10'000};
+    k.graceful = false;  // a crash: no flush
+    REQUIRE(reserve(k, 1000));
+    settle(k, 1000, 3000);
+  }
+  {
+    key_env k{dir.str("over"), 10'000};
+    CHECK_FALSE(reserve(k, 7001));  // 3,000 were used
+    CHECK(reserve(k, 7000));
+  }
+  {
+    key_env k{dir.str("under"), 10'000};
+    k.graceful = false;
+    REQUIRE(reserve(k, 1000));
+    settle(k, 1000, 400);
+  }
+  {
+    key_env k{dir.str("under"), 10'000};
+    CHECK_FALSE(reserve(k, 9601));  // at least the 400 used are stored
+  }
+}
+
 TEST_CASE("a waiter withdrawn from the head of a provider's queue lets the next one go",
           "[actors][provider]") {
   actor_env env;
