@@ -190,6 +190,9 @@ struct call_state {
   bool cancelled = false;
   /// Waiting out a retry's backoff: the retry message is still to come.
   bool backing_off = false;
+  /// A step threw: the call was answered 500 and gave back what it held;
+  /// grants that arrive later go straight back.
+  bool failed = false;
   /// Asked the current provider for a slot, no answer yet (maybe queued).
   bool awaiting_slot = false;
   /// Set by whoever answers first: the runner, or the I/O thread that got
@@ -219,6 +222,45 @@ struct call_state {
 };
 
 using state_ptr = std::shared_ptr<call_state>;
+
+/// Ends a call whose step threw (defined below).
+void fail_call(caf::event_based_actor* self, const state_ptr& st, const char* what);
+
+/// Runs a step of the call. An exception ends this call (answered 500,
+/// whatever it holds given back), not the runner and every call it carries,
+/// which is what an exception escaping to CAF would do.
+template <class F>
+void guarded(caf::event_based_actor* self, const state_ptr& st, F&& step) {
+  try {
+    step();
+  } catch (const std::exception& e) {
+    fail_call(self, st, e.what());
+  }
+}
+
+/// A `.then` handler of the call's, guarded like its message handlers.
+template <class T, class F>
+auto guard_then(caf::event_based_actor* self, state_ptr st, F f) {
+  return [self, st = std::move(st), f = std::move(f)](T& x) mutable {
+    guarded(self, st, [&] { f(x); });
+  };
+}
+
+std::atomic<bool> fault_armed{false};
+std::mutex fault_mutex;
+std::string fault_step;
+
+/// testing::fail_once_at: throws here once if a test asked for `step`.
+void fault_point(const char* step) {
+  if (!fault_armed.load(std::memory_order_relaxed))
+    return;
+  std::lock_guard<std::mutex> lock{fault_mutex};
+  if (fault_step != step)
+    return;
+  fault_step.clear();
+  fault_armed = false;
+  throw std::runtime_error(std::string{"injected fault at "} + step);
+}
 
 void count_call(const call_state& st, std::uint16_t status) {
   if (st.ctx->calls == nullptr)
@@ -363,12 +405,12 @@ void save_exchange(caf::event_based_actor* self, state_ptr st, std::string answe
   self
     ->request(st->svc.chat, no_timeout, actors::append_atom::value,
               st->req.who.user_id, st->chat_session, std::move(msgs))
-    .then([then](actors::chat_session&) { then(); },
-          [then, st](caf::error& e) {
+    .then(guard_then<actors::chat_session>(self, st, [then](actors::chat_session&) { then(); }),
+          guard_then<caf::error>(self, st, [then, st](caf::error& e) {
             spdlog::error("request {}: chat session not saved: {}", st->req.request_id,
                           to_string(e));
             then();
-          });
+          }));
 }
 
 void try_next(caf::event_based_actor* self, state_ptr st);
@@ -428,16 +470,16 @@ void settle(caf::event_based_actor* self, state_ptr st, std::int64_t prompt,
     self
       ->request(st->svc.directory, no_timeout, actors::settle_atom::value,
                 st->req.who.key_hash, st->reserved, used)
-      .then(
-        [j](actors::key_usage& u) {
-          j->usage = std::move(u);
-          j->one();
-        },
-        [j, st](caf::error& e) {
-          spdlog::error("request {}: token usage not settled: {}", st->req.request_id,
-                        to_string(e));
-          j->one();
-        });
+      .then(guard_then<actors::key_usage>(self, st,
+                                          [j](actors::key_usage& u) {
+                                            j->usage = std::move(u);
+                                            j->one();
+                                          }),
+            guard_then<caf::error>(self, st, [j, st](caf::error& e) {
+              spdlog::error("request {}: token usage not settled: {}", st->req.request_id,
+                            to_string(e));
+              j->one();
+            }));
   }
   if (st->hold.granted && used == 0) {
     // Nothing was used: the hold goes back whole, with no ledger entry.
@@ -446,23 +488,23 @@ void settle(caf::event_based_actor* self, state_ptr st, std::int64_t prompt,
     self
       ->request(st->svc.wallet, no_timeout, actors::release_atom::value,
                 st->req.who.user_id, st->hold.held_micro)
-      .then([j](std::int64_t) { j->one(); },
-            [j, st](caf::error& e) {
+      .then(guard_then<std::int64_t>(self, st, [j](std::int64_t) { j->one(); }),
+            guard_then<caf::error>(self, st, [j, st](caf::error& e) {
               spdlog::error("request {}: credit hold not released: {}", st->req.request_id,
                             to_string(e));
               j->one();
-            });
+            }));
   }
   if (st->hold.granted) {
     ++j->left;
     self->request(st->svc.wallet, no_timeout, actors::charge_atom::value,
                   take_charge(*st, prompt, completion))
-      .then([j](actors::ledger_entry&) { j->one(); },
-            [j, st](caf::error& e) {
+      .then(guard_then<actors::ledger_entry>(self, st, [j](actors::ledger_entry&) { j->one(); }),
+            guard_then<caf::error>(self, st, [j, st](caf::error& e) {
               spdlog::error("request {}: charge not recorded: {}", st->req.request_id,
                             to_string(e));
               j->one();
-            });
+            }));
   }
   j->one();
 }
@@ -955,15 +997,23 @@ void request_slot(caf::event_based_actor* self, const state_ptr& st, Ok ok, Err 
   st->awaiting_slot = true;
   self
     ->request(p.actor, no_timeout, actors::acquire_atom::value, st->reserved, ticket(*st))
-    .then(
-      [st, ok = std::move(ok)](actors::provider_slot& s) mutable {
-        st->awaiting_slot = false;
-        ok(s);
-      },
-      [st, err = std::move(err)](caf::error& e) mutable {
-        st->awaiting_slot = false;
-        err(e);
-      });
+    .then(guard_then<actors::provider_slot>(self, st,
+                                            [st, ok = std::move(ok)](actors::provider_slot& s) mutable {
+                                              st->awaiting_slot = false;
+                                              if (s.granted)
+                                                st->slot = true;  // held from here on
+                                              if (st->failed) {
+                                                release_slot(st, true, 0);
+                                                return;
+                                              }
+                                              fault_point("slot");
+                                              ok(s);
+                                            }),
+          guard_then<caf::error>(self, st, [st, err = std::move(err)](caf::error& e) mutable {
+            st->awaiting_slot = false;
+            if (!st->failed)
+              err(e);
+          }));
 }
 
 void acquire(caf::event_based_actor* self, state_ptr st) {
@@ -1102,18 +1152,27 @@ void reserve_and_hold(caf::event_based_actor* self, state_ptr st) {
       ->request(st->svc.directory, no_timeout, actors::reserve_atom::value,
                 st->req.who.key_hash, st->reserved)
       .then(
-        [st, g, decide](actors::token_reservation& t) {
-          if (t.granted)
-            st->tokens_reserved = true;
-          else
-            g->tokens_refused = true;
-          g->tokens = std::move(t);
-          decide();
-        },
-        [g, decide](caf::error& e) {
+        guard_then<actors::token_reservation>(
+          self, st,
+          [self, st, g, decide](actors::token_reservation& t) {
+            if (t.granted)
+              st->tokens_reserved = true;
+            else
+              g->tokens_refused = true;
+            if (st->failed) {  // the call is over: straight back
+              settle(self, st, 0, 0, [](actors::key_usage) {});
+              return;
+            }
+            fault_point("tokens");
+            g->tokens = std::move(t);
+            decide();
+          }),
+        guard_then<caf::error>(self, st, [st, g, decide](caf::error& e) {
+          if (st->failed)
+            return;
           g->error = std::move(e);
           decide();
-        });
+        }));
   }
   if (worst > 0 && !st->req.who.anonymous) {
     ++g->left;
@@ -1121,19 +1180,27 @@ void reserve_and_hold(caf::event_based_actor* self, state_ptr st) {
       ->request(st->svc.wallet, no_timeout, actors::hold_atom::value,
                 st->req.who.user_id, worst)
       .then(
-        [st, g, decide](actors::credit_hold& h) {
-          if (h.granted)
-            st->hold = h;
-          else
-            g->credits_refused = true;
-          g->credits = h;
-          decide();
-        },
-        [g, decide](caf::error& e) {
+        guard_then<actors::credit_hold>(self, st,
+                                        [self, st, g, decide](actors::credit_hold& h) {
+                                          if (h.granted)
+                                            st->hold = h;
+                                          else
+                                            g->credits_refused = true;
+                                          if (st->failed) {  // the call is over: straight back
+                                            settle(self, st, 0, 0, [](actors::key_usage) {});
+                                            return;
+                                          }
+                                          fault_point("hold");
+                                          g->credits = h;
+                                          decide();
+                                        }),
+        guard_then<caf::error>(self, st, [st, g, decide](caf::error& e) {
+          if (st->failed)
+            return;
           if (!g->error)
             g->error = std::move(e);
           decide();
-        });
+        }));
   }
   decide();
 }
@@ -1214,19 +1281,50 @@ void begin(caf::event_based_actor* self, state_ptr st) {
   self
     ->request(st->svc.chat, st->svc.ask_timeout, actors::get_atom::value, st->req.who.user_id,
               id)
-    .then(
-      [self, st, id](actors::chat_session&) {
-        st->chat_session = id;
-        reserve_and_hold(self, st);
-      },
-      [self, st](caf::error&) {
-        answer_error(*st, 404, "invalid_request_error", "session_not_found",
-                     "chat session '" + st->req.session_id + "' not found");
-        end(self, st);
-      });
+    .then(guard_then<actors::chat_session>(self, st,
+                                           [self, st, id](actors::chat_session&) {
+                                             st->chat_session = id;
+                                             reserve_and_hold(self, st);
+                                           }),
+          guard_then<caf::error>(self, st, [self, st](caf::error&) {
+            answer_error(*st, 404, "invalid_request_error", "session_not_found",
+                         "chat session '" + st->req.session_id + "' not found");
+            end(self, st);
+          }));
+}
+
+void fail_call(caf::event_based_actor* self, const state_ptr& st, const char* what) {
+  spdlog::error("request {}: the call failed: {}", st->req.request_id, what);
+  try {
+    // What it holds goes back; a stream already under way ends cut. Grants
+    // still on their way go back as they arrive (`failed`).
+    st->failed = true;
+    st->backing_off = false;
+    if (st->handle)
+      st->handle->cancel();
+    release_slot(st, true, 0);
+    if (st->stream)
+      st->stream->abort();
+    answer_error(*st, 500, "server_error", "internal_error", "the call failed");
+    settle(self, st, 0, 0, [self, st](actors::key_usage) { end(self, st); });
+  } catch (const std::exception&) {
+    if (st->watch_id != 0 && st->ctx->watch)
+      st->ctx->watch->remove(st->watch_id);
+    st->watch_id = 0;
+  }
 }
 
 } // namespace
+
+namespace testing {
+
+void fail_once_at(std::string step) {
+  std::lock_guard<std::mutex> lock{fault_mutex};
+  fault_step = std::move(step);
+  fault_armed = !fault_step.empty();
+}
+
+} // namespace testing
 
 caf::actor spawn_call_runner(caf::actor_system& sys) {
   // A call is a chain of continuations and messages in one runner; a
@@ -1235,26 +1333,10 @@ caf::actor spawn_call_runner(caf::actor_system& sys) {
   // terminating actor tells to drop its timers) on every request.
   return sys.spawn([](caf::event_based_actor* self) -> caf::behavior {
     // An exception would end the runner and every call it carries: it ends
-    // only the call at hand (answered 500 if it was not yet; the watchdog
-    // registry lets go of it).
+    // only the call at hand (see `guarded`), in message handlers as in the
+    // calls' `.then` handlers.
     const auto guarded = [self](const state_ptr& st, auto&& step) {
-      try {
-        step();
-      } catch (const std::exception& e) {
-        spdlog::error("request {}: the call failed: {}", st->req.request_id, e.what());
-        try {
-          // What it holds goes back; a stream already under way ends cut.
-          release_slot(st, true, 0);
-          if (st->stream)
-            st->stream->abort();
-          answer_error(*st, 500, "server_error", "internal_error", "the call failed");
-          settle(self, st, 0, 0, [self, st](actors::key_usage) { end(self, st); });
-        } catch (const std::exception&) {
-          if (st->watch_id != 0 && st->ctx->watch)
-            st->ctx->watch->remove(st->watch_id);
-          st->watch_id = 0;
-        }
-      }
+      llm::guarded(self, st, step);
     };
     return {
       [self, guarded](start_atom, state_ptr& st) {

@@ -125,4 +125,11 @@ void start_call(std::shared_ptr<const context> ctx, const actors::services& svc,
 /// An actor that runs calls (make_context spawns one per scheduler thread).
 caf::actor spawn_call_runner(caf::actor_system& sys);
 
+namespace testing {
+/// Tests only: the next call that reaches `step` ("tokens", "hold" or
+/// "slot": right after that grant is recorded) throws there once, as an
+/// allocation failure could. An empty step disarms.
+void fail_once_at(std::string step);
+} // namespace testing
+
 } // namespace tollgate::http::llm

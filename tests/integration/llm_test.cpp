@@ -9,6 +9,8 @@
 #include "support/process.hpp"
 #include "support/temp_dir.hpp"
 
+#include "http/llm/llm.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <atomic>
@@ -937,4 +939,37 @@ TEST_CASE("a response as SSE (/v1/responses): relayed, usage from response.compl
   CHECK(s.body.find("event: response.output_text.delta") != std::string::npos);
   CHECK(s.body.find("event: response.completed") != std::string::npos);
   CHECK(tokens_used(d, b.key) > 0);
+}
+
+TEST_CASE("a step of a call that throws ends that call only, and gives back what it held",
+          "[integration][llm]") {
+  // An exception in a `.then` handler of the call's used to end its runner:
+  // every call the runner carried lost its state, and what they held (a
+  // provider slot, tokens, a credit hold) stayed taken.
+  mock up;
+  test::temp_dir dir;
+  instance g{dir.str("data"), core::system_clock::instance(), [&](core::config& c) {
+               auto p = provider("mock", up.url());
+               p.max_concurrency = 1;  // a slot kept would block the next call
+               p.queue_timeout = 2s;
+               c.llm.providers = {p};
+             }};
+  auto a = create_user(g, "alice");
+  const auto before = balance_micro(g, a.key);
+  for (const char* step : {"tokens", "hold", "slot"}) {
+    INFO("step " << step);
+    http::llm::testing::fail_once_at(step);
+    auto r = g.call("POST", "/v1/chat/completions", a.key, chat_body());
+    CHECK(r.status == 500);
+    CHECK(str(json(r)["error"]["code"]) == "internal_error");
+    CHECK(eventually([&] {
+      return tokens_used(g, a.key) == 0 && balance_micro(g, a.key) == before;
+    }));
+  }
+  http::llm::testing::fail_once_at("");
+  // The runner still runs calls, and the one slot is free.
+  auto r = g.call("POST", "/v1/chat/completions", a.key, chat_body());
+  CHECK(r.status == 200);
+  CHECK(tokens_used(g, a.key) == 16);
+  CHECK(balance_micro(g, a.key) == before - cost);
 }
