@@ -1036,6 +1036,15 @@ void try_next(caf::event_based_actor* self, state_ptr st) {
   acquire(self, st);
 }
 
+/// After the call failed, whatever it was just granted (tokens, a hold)
+/// goes straight back; true then.
+bool given_back(caf::event_based_actor* self, const state_ptr& st) {
+  if (!st->failed)
+    return false;
+  settle(self, st, 0, 0, [](actors::key_usage) {});
+  return true;
+}
+
 /// Reserves the tokens and holds the credits at the same time (neither
 /// depends on the other; each waits for its own commit), then goes on to
 /// the provider, or undoes whichever was granted and refuses.
@@ -1159,10 +1168,8 @@ void reserve_and_hold(caf::event_based_actor* self, state_ptr st) {
               st->tokens_reserved = true;
             else
               g->tokens_refused = true;
-            if (st->failed) {  // the call is over: straight back
-              settle(self, st, 0, 0, [](actors::key_usage) {});
+            if (given_back(self, st))
               return;
-            }
             fault_point("tokens");
             g->tokens = std::move(t);
             decide();
@@ -1180,20 +1187,19 @@ void reserve_and_hold(caf::event_based_actor* self, state_ptr st) {
       ->request(st->svc.wallet, no_timeout, actors::hold_atom::value,
                 st->req.who.user_id, worst)
       .then(
-        guard_then<actors::credit_hold>(self, st,
-                                        [self, st, g, decide](actors::credit_hold& h) {
-                                          if (h.granted)
-                                            st->hold = h;
-                                          else
-                                            g->credits_refused = true;
-                                          if (st->failed) {  // the call is over: straight back
-                                            settle(self, st, 0, 0, [](actors::key_usage) {});
-                                            return;
-                                          }
-                                          fault_point("hold");
-                                          g->credits = h;
-                                          decide();
-                                        }),
+        guard_then<actors::credit_hold>(
+          self, st,
+          [self, st, g, decide](actors::credit_hold& h) {
+            if (h.granted)
+              st->hold = h;
+            else
+              g->credits_refused = true;
+            if (given_back(self, st))
+              return;
+            fault_point("hold");
+            g->credits = h;
+            decide();
+          }),
         guard_then<caf::error>(self, st, [st, g, decide](caf::error& e) {
           if (st->failed)
             return;
