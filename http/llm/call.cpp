@@ -193,6 +193,13 @@ struct call_state {
   /// A step threw: the call was answered 500 and gave back what it held;
   /// grants that arrive later go straight back.
   bool failed = false;
+  /// Between the upstream client's start and the runner's upstream_done:
+  /// the I/O thread may settle the call itself (answer_on_io_thread), so
+  /// the runner leaves the slot, the tokens and the hold alone.
+  bool upstream_running = false;
+  /// Usage known from the upstream's answer, for a failure after it.
+  std::int64_t used_prompt = 0;
+  std::int64_t used_completion = 0;
   /// Asked the current provider for a slot, no answer yet (maybe queued).
   bool awaiting_slot = false;
   /// Set by whoever answers first: the runner, or the I/O thread that got
@@ -648,6 +655,7 @@ bool answer_on_io_thread(call_state& st, upstream_result& r) {
 
 void on_result(caf::event_based_actor* self, state_ptr st, upstream_result& r) {
   st->handle.reset();
+  st->upstream_running = false;
   if (r.settled) {
     end(self, st);
     return;
@@ -658,6 +666,8 @@ void on_result(caf::event_based_actor* self, state_ptr st, upstream_result& r) {
     const auto completion = r.completion_tokens >= 0
                               ? r.completion_tokens
                               : core::llm::estimate_tokens(r.text.size());
+    st->used_prompt = prompt;  // charged even if a step below throws
+    st->used_completion = completion;
     // A client that left is not the provider's failure.
     release_slot(st, r.error.empty() || r.error == "cancelled", prompt + completion);
     if (!st->answered.exchange(true))  // the head went out from the client's I/O thread
@@ -717,6 +727,8 @@ void on_result(caf::event_based_actor* self, state_ptr st, upstream_result& r) {
     }
     const auto prompt = r.prompt_tokens >= 0 ? r.prompt_tokens : st->req.prompt_tokens;
     const auto completion = r.completion_tokens >= 0 ? r.completion_tokens : 0;
+    st->used_prompt = prompt;  // charged even if a step below throws
+    st->used_completion = completion;
     release_slot(st, true, prompt + completion);
     auto text = st->req.kind == call_kind::send_message || st->chat_session != 0
                   ? answer_text(d)
@@ -800,7 +812,7 @@ void on_result(caf::event_based_actor* self, state_ptr st, upstream_result& r) {
     fail_with_last(self, st);
     return;
   }
-  if (retryable(r) && st->attempt < st->current().provider->cfg.retries) {
+  if (retryable(r) && !st->failed && st->attempt < st->current().provider->cfg.retries) {
     ++st->attempt;
     auto backoff = st->current().provider->cfg.retry_backoff * (1 << (st->attempt - 1));
     backoff = std::max<std::chrono::milliseconds>(
@@ -929,6 +941,7 @@ void call_upstream(caf::event_based_actor* self, state_ptr st) {
       }
     };
   }
+  st->upstream_running = true;
   st->handle = st->ctx->http->start(std::move(up), std::move(h));
   if (st->stream) {
     std::weak_ptr<client::call_handle> weak = st->handle;
@@ -1027,7 +1040,7 @@ void acquire(caf::event_based_actor* self, state_ptr st) {
 }
 
 void try_next(caf::event_based_actor* self, state_ptr st) {
-  if (st->cancelled || st->candidate + 1 >= st->candidates.size()) {
+  if (st->cancelled || st->failed || st->candidate + 1 >= st->candidates.size()) {
     fail_with_last(self, st);
     return;
   }
@@ -1306,13 +1319,23 @@ void fail_call(caf::event_based_actor* self, const state_ptr& st, const char* wh
     // still on their way go back as they arrive (`failed`).
     st->failed = true;
     st->backing_off = false;
-    if (st->handle)
-      st->handle->cancel();
+    if (st->upstream_running) {
+      // The I/O thread may be settling it right now: the upstream call is
+      // cancelled, and its upstream_done settles and ends the call as any
+      // cancelled call (what the upstream may have read is charged).
+      if (st->handle)
+        st->handle->cancel();
+      answer_error(*st, 500, "server_error", "internal_error", "the call failed");
+      return;
+    }
+    if (st->awaiting_slot)  // maybe queued: out of the queue now
+      caf::anon_send(st->current().provider->actor, actors::withdraw_atom::value, ticket(*st));
+    settle(self, st, st->used_prompt, st->used_completion,
+           [self, st](actors::key_usage) { end(self, st); });
     release_slot(st, true, 0);
     if (st->stream)
       st->stream->abort();
     answer_error(*st, 500, "server_error", "internal_error", "the call failed");
-    settle(self, st, 0, 0, [self, st](actors::key_usage) { end(self, st); });
   } catch (const std::exception&) {
     if (st->watch_id != 0 && st->ctx->watch)
       st->ctx->watch->remove(st->watch_id);

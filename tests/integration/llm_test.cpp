@@ -952,10 +952,27 @@ TEST_CASE("a step of a call that throws ends that call only, and gives back what
                auto p = provider("mock", up.url());
                p.max_concurrency = 1;  // a slot kept would block the next call
                p.queue_timeout = 2s;
-               c.llm.providers = {p};
+               // Another user's call stays in flight meanwhile (on the one
+               // runner a single scheduler thread gets).
+               auto slow = provider("slow", up.url(), {{"X-Mock-Latency-Ms", "1500"}});
+               slow.models[0].id = "m2";
+               c.llm.providers = {p, slow};
              }};
+  struct disarm {
+    ~disarm() { http::llm::testing::fail_once_at(""); }
+  } disarmed;
   auto a = create_user(g, "alice");
+  auto b = create_user(g, "bob");
+  // A paid call first: with usage above zero, a grant given back twice shows.
+  REQUIRE(g.call("POST", "/v1/chat/completions", a.key, chat_body()).status == 200);
   const auto before = balance_micro(g, a.key);
+  REQUIRE(tokens_used(g, a.key) == 16);
+  const auto b_before = balance_micro(g, b.key);
+  test::connection other{g.port()};
+  auto m2 = chat_body();
+  m2.replace(m2.find("\"m1\""), 4, "\"m2\"");
+  send_chat(other, b.key, m2);
+  REQUIRE(eventually([&] { return balance_micro(g, b.key) < b_before; }));  // in flight
   for (const char* step : {"tokens", "hold", "slot"}) {
     INFO("step " << step);
     http::llm::testing::fail_once_at(step);
@@ -963,13 +980,19 @@ TEST_CASE("a step of a call that throws ends that call only, and gives back what
     CHECK(r.status == 500);
     CHECK(str(json(r)["error"]["code"]) == "internal_error");
     CHECK(eventually([&] {
-      return tokens_used(g, a.key) == 0 && balance_micro(g, a.key) == before;
+      return tokens_used(g, a.key) == 16 && balance_micro(g, a.key) == before;
     }));
   }
   http::llm::testing::fail_once_at("");
-  // The runner still runs calls, and the one slot is free.
+  // The one slot is free, and the next call is settled exactly: nothing was
+  // given back twice.
   auto r = g.call("POST", "/v1/chat/completions", a.key, chat_body());
   CHECK(r.status == 200);
-  CHECK(tokens_used(g, a.key) == 16);
+  CHECK(tokens_used(g, a.key) == 32);
   CHECK(balance_micro(g, a.key) == before - cost);
+  // The call that was in flight on the same runner all along finished.
+  auto o = other.read_response();
+  REQUIRE(o);
+  CHECK(o->status == 200);
+  CHECK(eventually([&] { return balance_micro(g, b.key) == b_before - cost; }));
 }
