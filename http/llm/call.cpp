@@ -1364,21 +1364,18 @@ caf::actor spawn_call_runner(caf::actor_system& sys) {
     // An exception would end the runner and every call it carries: it ends
     // only the call at hand (see `guarded`), in message handlers as in the
     // calls' `.then` handlers.
-    const auto guarded = [self](const state_ptr& st, auto&& step) {
-      llm::guarded(self, st, step);
-    };
     return {
-      [self, guarded](start_atom, state_ptr& st) {
-        guarded(st, [&] { begin(self, st); });
+      [self](start_atom, state_ptr& st) {
+        guarded(self, st, [&] { begin(self, st); });
       },
-      [self, guarded](upstream_done_atom, state_ptr& st, upstream_result& r) {
-        guarded(st, [&] { on_result(self, st, r); });
+      [self](upstream_done_atom, state_ptr& st, upstream_result& r) {
+        guarded(self, st, [&] { on_result(self, st, r); });
       },
-      [self, guarded](retry_atom, state_ptr& st) {
+      [self](retry_atom, state_ptr& st) {
         if (!st->backing_off)
           return;  // a cancel already went on with the call
         st->backing_off = false;
-        guarded(st, [&] { acquire(self, st); });
+        guarded(self, st, [&] { acquire(self, st); });
       },
       [](watchdog_atom, state_ptr& st) {
         // Something did not answer in any reasonable time: the client is
@@ -1389,7 +1386,7 @@ caf::actor spawn_call_runner(caf::actor_system& sys) {
                        "the call did not finish in time");
         }
       },
-      [self, guarded](cancel_atom, state_ptr& st) {
+      [self](cancel_atom, state_ptr& st) {
         st->cancelled = true;
         if (st->handle)
           st->handle->cancel();
@@ -1399,7 +1396,7 @@ caf::actor spawn_call_runner(caf::actor_system& sys) {
           // Not after the backoff (up to 30 s): now, so that what the call
           // holds goes back at once (the retry finds it cancelled).
           st->backing_off = false;
-          guarded(st, [&] { acquire(self, st); });
+          guarded(self, st, [&] { acquire(self, st); });
         }
         if (st->awaiting_slot)  // maybe queued: out of the queue now
           caf::anon_send(st->current().provider->actor, actors::withdraw_atom::value,
