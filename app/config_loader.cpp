@@ -533,6 +533,17 @@ const std::map<std::string, section_schema>& schema() {
      }},
     {"actors",
      {
+       {"scheduler",
+        [](const place& p, core::config& c) {
+          auto v = get_string(p);
+          if (v != "io" && v != "threads")
+            p.fail("must be \"io\" or \"threads\", got \"" + v + "\"");
+          c.actors.scheduler = std::move(v);
+        }},
+       {"inline_below",
+        [](const place& p, core::config& c) {
+          c.actors.inline_below = static_cast<unsigned>(get_int(p, 0, 1'000'000));
+        }},
        {"threads",
         [](const place& p, core::config& c) {
           c.actors.threads = static_cast<unsigned>(get_int(p, 0, 256));

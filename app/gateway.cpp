@@ -7,6 +7,7 @@
 #include "actors/storage_actor.hpp"
 #include "actors/wallet.hpp"
 #include "app/config_loader.hpp"
+#include "app/io_scheduler.hpp"
 #include "http/client/client.hpp"
 #include "http/llm/llm.hpp"
 #include "http/llm/watch.hpp"
@@ -40,6 +41,9 @@ struct gateway::impl {
   // everything that records into them.
   metrics::registry registry;
   std::unique_ptr<caf::actor_system_config> caf_cfg;
+  /// Set with `actors.scheduler = "io"`: runs the actors on the I/O threads
+  /// once the server runs them.
+  std::shared_ptr<io_lane> lane;
   std::unique_ptr<caf::actor_system> system;
   actors::storage_actor storage;
   actors::key_directory_actor directory;
@@ -121,6 +125,11 @@ void gateway::start() {
                  static_cast<std::size_t>(s.cfg.actors.aggressive_poll_attempts));
   s.caf_cfg->set("work-stealing.moderate-poll-attempts",
                  static_cast<std::size_t>(s.cfg.actors.moderate_poll_attempts));
+  // The default: actors on the I/O threads. A request then reaches its
+  // actors, and the upstream, without a thread waking another
+  // (BENCHMARKS.md, "Actors on the I/O thread").
+  if (s.cfg.actors.scheduler == "io")
+    s.lane = io_lane::install(*s.caf_cfg);
   s.system = std::make_unique<caf::actor_system>(*s.caf_cfg);
 
   s.storage = actors::spawn_storage_actor(
@@ -202,6 +211,13 @@ void gateway::start() {
                                             *s.http_metrics, s.cfg.log.access_log, s.io.get());
   s.started = true;
   s.server->start();
+  if (s.lane) {
+    // One request in flight runs its actors on the I/O thread; with more,
+    // they run on the lane's thread while the I/O thread serves the others.
+    const auto* in_flight = &s.http_metrics->in_flight;
+    const auto limit = static_cast<std::int64_t>(s.cfg.actors.inline_below);
+    s.lane->attach(*s.io, [in_flight, limit] { return in_flight->value() >= limit; });
+  }
   spdlog::info("tollgate {} listening on http://{}:{} (data dir {})", core::version,
                s.cfg.server.host, s.server->port(), s.cfg.storage.data_dir);
 }
@@ -247,6 +263,10 @@ bool gateway::shutdown() {
     ok = s.server->drain(s.cfg.server.shutdown_grace);
     s.server->stop();
   }
+  // No thread runs the io_context now: the actors go back to a thread of
+  // their own for the rest of the shutdown.
+  if (s.lane)
+    s.lane->detach();
   if (s.llm && s.llm->watch) {
     // Calls queued at a provider are refused now instead of at their queue
     // timeout, so they settle within the wait below. First: a call

@@ -50,6 +50,12 @@ struct log_config {
 };
 
 struct actors_config {
+  /// "io": the actors run on the server's I/O threads, one at a time;
+  /// "threads": on CAF's work-stealing threads (`threads` below).
+  std::string scheduler = "io";
+  /// With the "io" scheduler: the actors run on the I/O thread while fewer
+  /// than this many requests are in flight, else on a thread of their own.
+  unsigned inline_below = 2;
   unsigned threads = 0;  ///< CAF scheduler threads; 0 = cores minus server.io_threads (at least 1)
   /// Spins of an idle worker before it sleeps (CAF's default: 100).
   unsigned aggressive_poll_attempts = 100;

@@ -23,6 +23,8 @@ TEST_CASE("an empty file and a single table are valid and keep defaults", "[app]
   CHECK(empty.server.port == 8080);
   CHECK(empty.storage.data_dir == "./data");
   CHECK(empty.log.level == "info");
+  CHECK(empty.actors.scheduler == "io");
+  CHECK(empty.actors.inline_below == 2);
 
   const auto one = parse_config("[log]\nlevel = \"warn\"\n", "t.toml");
   CHECK(one.log.level == "warn");
@@ -58,6 +60,8 @@ max_batch = 7
 level = "off"
 access_log = false
 [actors]
+scheduler = "threads"
+inline_below = 9
 threads = 4
 aggressive_poll_attempts = 5
 moderate_poll_attempts = 6
@@ -80,6 +84,8 @@ moderate_poll_attempts = 6
   CHECK(cfg.storage.max_batch == 7);
   CHECK(cfg.log.level == "off");
   CHECK_FALSE(cfg.log.access_log);
+  CHECK(cfg.actors.scheduler == "threads");
+  CHECK(cfg.actors.inline_below == 9);
   CHECK(cfg.actors.threads == 4);
   CHECK(cfg.actors.aggressive_poll_attempts == 5);
   CHECK(cfg.actors.moderate_poll_attempts == 6);
@@ -103,6 +109,8 @@ TEST_CASE("bad configs name the key and the line", "[app][config]") {
            "got \"loud\"");
   CHECK(error_of("[storage]\nsync_writes = 1\n")
         == "t.toml:2: storage.sync_writes: expected a boolean, got an integer");
+  CHECK(error_of("[actors]\nscheduler = \"fast\"\n")
+        == "t.toml:2: actors.scheduler: must be \"io\" or \"threads\", got \"fast\"");
   CHECK(error_of("server = 3\n") == "t.toml:1: server: expected a table, got an integer");
   // TOML syntax errors carry their line too.
   CHECK(error_of("[server]\nlisten = \n").rfind("t.toml:2:", 0) == 0);

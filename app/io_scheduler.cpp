@@ -1,0 +1,281 @@
+#include "app/io_scheduler.hpp"
+
+#include <boost/asio/defer.hpp>
+#include <boost/asio/io_context.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/detail/set_thread_name.hpp>
+#include <caf/detail/thread_safe_actor_clock.hpp>
+#include <caf/execution_unit.hpp>
+#include <caf/resumable.hpp>
+#include <caf/scheduler/abstract_coordinator.hpp>
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+namespace tollgate::app {
+
+namespace net = boost::asio;
+
+namespace {
+
+class unit final : public caf::execution_unit {
+public:
+  unit(caf::actor_system* sys, io_lane::state* st) : caf::execution_unit(sys), st_(st) {}
+  void exec_later(caf::resumable* job) override;
+
+private:
+  io_lane::state* st_;
+};
+
+} // namespace
+
+/// The lane: one queue of actor jobs, drained by one thread at a time.
+/// Attached, a burst starts on the I/O thread that queued it (no wake-up);
+/// a burst longer than the budget goes on on the lane's own thread, so that
+/// under load the I/O thread gets back to its sockets and both cores work.
+/// Detached, the own thread drains everything.
+struct io_lane::state : std::enable_shared_from_this<io_lane::state> {
+  enum class drainer : std::uint8_t { none, io, own };
+
+  std::mutex mutex;
+  std::condition_variable own_cv;   ///< the own thread waits here for work or stop
+  std::condition_variable idle_cv;  ///< detach waits here for a drain on the I/O thread
+  bool idle_waiter = false;
+  std::deque<caf::resumable*> queue;
+  net::io_context* ioc = nullptr;  ///< attached, or null
+  std::uint64_t epoch = 0;         ///< bumped by attach and detach: older handlers do nothing
+  drainer scheduled = drainer::none;  ///< who drains the queue next, or now
+  bool io_running = false;            ///< a drain runs on an I/O thread
+  bool stopping = false;
+  std::size_t max_throughput = 0;
+  /// Jobs a burst runs on the I/O thread before the rest goes to the own
+  /// thread: a burst cannot keep the sockets waiting long.
+  static constexpr std::size_t io_budget = 64;
+  /// True while the gateway has more than one request in flight: the
+  /// actors' bursts then go to the own thread, so that the I/O thread
+  /// serves sockets while they run.
+  std::function<bool()> busy;
+  std::unique_ptr<unit> eu;
+  std::thread own;
+
+  void push(caf::resumable* job) {
+    std::unique_lock<std::mutex> lock{mutex};
+    queue.push_back(job);
+    if (scheduled != drainer::none)
+      return;
+    if (ioc != nullptr && !(busy && busy())) {
+      scheduled = drainer::io;
+      post_drain(lock);
+      return;
+    }
+    scheduled = drainer::own;
+    lock.unlock();
+    own_cv.notify_one();
+  }
+
+  /// Queues a drain on the io_context. `lock` is held, and released.
+  void post_drain(std::unique_lock<std::mutex>& lock) {
+    auto* io = ioc;
+    const auto ep = epoch;
+    lock.unlock();
+    // From a handler of `io` this is a continuation: it runs after that
+    // handler on the same thread, and wakes no one.
+    net::defer(*io, [self = shared_from_this(), ep] { self->on_io(ep); });
+  }
+
+  void on_io(std::uint64_t ep) {
+    std::unique_lock<std::mutex> lock{mutex};
+    if (ep != epoch || scheduled != drainer::io)
+      return;
+    io_running = true;
+    std::size_t n = 0;
+    while (!queue.empty() && n < io_budget) {
+      auto* job = queue.front();
+      queue.pop_front();
+      lock.unlock();
+      run(job);
+      ++n;
+      lock.lock();
+    }
+    io_running = false;
+    const bool wake_idle = idle_waiter;
+    bool wake_own = false;
+    if (queue.empty()) {
+      scheduled = drainer::none;
+    } else {
+      scheduled = drainer::own;  // a long burst: the rest on the own thread
+      wake_own = true;
+    }
+    lock.unlock();
+    if (wake_own)
+      own_cv.notify_one();
+    if (wake_idle)
+      idle_cv.notify_all();
+  }
+
+  void run(caf::resumable* job) {
+    switch (job->resume(eu.get(), max_throughput)) {
+      case caf::resumable::resume_later:
+        push(job);  // keeps its reference; a drainer is scheduled, so no new one
+        break;
+      case caf::resumable::done:
+      case caf::resumable::awaiting_message:
+        caf::intrusive_ptr_release(job);
+        break;
+      case caf::resumable::shutdown_execution_unit:
+        break;  // never queued here
+    }
+  }
+
+  void own_loop() {
+    caf::detail::set_thread_name("caf.lane");
+    std::unique_lock<std::mutex> lock{mutex};
+    for (;;) {
+      own_cv.wait(lock, [&] {
+        return scheduled == drainer::own || (stopping && scheduled == drainer::none);
+      });
+      if (scheduled != drainer::own)
+        return;  // stopping, nothing queued
+      while (!queue.empty()) {
+        auto* job = queue.front();
+        queue.pop_front();
+        lock.unlock();
+        run(job);
+        lock.lock();
+      }
+      scheduled = drainer::none;
+      if (idle_waiter)
+        idle_cv.notify_all();
+    }
+  }
+
+  void wait_idle() {
+    std::unique_lock<std::mutex> lock{mutex};
+    idle_waiter = true;
+    idle_cv.wait(lock, [&] { return scheduled == drainer::none && queue.empty(); });
+    idle_waiter = false;
+  }
+
+  void attach(net::io_context& io, std::function<bool()> is_busy) {
+    std::unique_lock<std::mutex> lock{mutex};
+    ioc = &io;
+    busy = std::move(is_busy);
+    ++epoch;
+    if (!queue.empty() && scheduled == drainer::none) {
+      scheduled = drainer::io;
+      post_drain(lock);
+    }
+  }
+
+  void detach() {
+    std::unique_lock<std::mutex> lock{mutex};
+    if (ioc == nullptr)
+      return;
+    ++epoch;
+    ioc = nullptr;
+    idle_waiter = true;
+    idle_cv.wait(lock, [&] { return !io_running; });
+    idle_waiter = false;
+    // A drain queued on the io_context will not run (its threads are gone),
+    // or runs as a stale epoch and does nothing: the own thread takes over.
+    if (scheduled == drainer::io)
+      scheduled = queue.empty() ? drainer::none : drainer::own;
+    lock.unlock();
+    own_cv.notify_one();
+  }
+
+  void begin(caf::actor_system& sys, std::size_t throughput) {
+    max_throughput = throughput;
+    eu = std::make_unique<unit>(&sys, this);
+    own = std::thread{[this] { own_loop(); }};
+  }
+
+  /// Runs what is still queued, then ends the own thread.
+  void end() {
+    detach();
+    {
+      std::lock_guard<std::mutex> lock{mutex};
+      stopping = true;
+    }
+    own_cv.notify_one();
+    if (own.joinable())
+      own.join();
+    std::deque<caf::resumable*> left;
+    {
+      std::lock_guard<std::mutex> lock{mutex};
+      left.swap(queue);
+    }
+    for (auto* job : left)
+      caf::scheduler::abstract_coordinator::cleanup_and_release(job);
+  }
+};
+
+namespace {
+
+void unit::exec_later(caf::resumable* job) {
+  st_->push(job);
+}
+
+class coordinator final : public caf::scheduler::abstract_coordinator {
+public:
+  coordinator(caf::actor_system& sys, std::shared_ptr<io_lane::state> st)
+    : abstract_coordinator(sys), st_(std::move(st)) {}
+
+  void enqueue(caf::resumable* job) override { st_->push(job); }
+
+  caf::detail::thread_safe_actor_clock& clock() noexcept override { return clock_; }
+
+  bool detaches_utility_actors() const override { return true; }
+
+  void start() override {
+    st_->begin(system(), max_throughput());
+    timer_ = std::thread{[this] {
+      caf::detail::set_thread_name("caf.clock");
+      system().thread_started();
+      clock_.run_dispatch_loop();
+      system().thread_terminates();
+    }};
+    abstract_coordinator::start();
+  }
+
+  void stop() override {
+    stop_actors();
+    st_->end();
+    clock_.cancel_dispatch_loop();
+    if (timer_.joinable())
+      timer_.join();
+  }
+
+private:
+  std::shared_ptr<io_lane::state> st_;
+  caf::detail::thread_safe_actor_clock clock_;
+  std::thread timer_;
+};
+
+} // namespace
+
+std::shared_ptr<io_lane> io_lane::install(caf::actor_system_config& cfg) {
+  auto st = std::make_shared<state>();
+  cfg.module_factories.push_back([st](caf::actor_system& sys) -> caf::actor_system::module* {
+    return new coordinator(sys, st);
+  });
+  return std::make_shared<io_lane>(st);
+}
+
+void io_lane::attach(net::io_context& ioc, std::function<bool()> busy) {
+  st_->attach(ioc, std::move(busy));
+}
+
+void io_lane::detach() {
+  st_->detach();
+}
+
+void io_lane::wait_idle() {
+  st_->wait_idle();
+}
+
+} // namespace tollgate::app
