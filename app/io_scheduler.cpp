@@ -133,6 +133,7 @@ struct io_lane::state : std::enable_shared_from_this<io_lane::state> {
 
   void own_loop() {
     caf::detail::set_thread_name("caf.lane");
+    std::deque<caf::resumable*> batch;
     std::unique_lock<std::mutex> lock{mutex};
     for (;;) {
       own_cv.wait(lock, [&] {
@@ -140,11 +141,13 @@ struct io_lane::state : std::enable_shared_from_this<io_lane::state> {
       });
       if (scheduled != drainer::own)
         return;  // stopping, nothing queued
+      // One lock per batch, not per job: the I/O thread pushes meanwhile.
       while (!queue.empty()) {
-        auto* job = queue.front();
-        queue.pop_front();
+        batch.swap(queue);
         lock.unlock();
-        run(job);
+        for (auto* job : batch)
+          run(job);
+        batch.clear();
         lock.lock();
       }
       scheduled = drainer::none;
