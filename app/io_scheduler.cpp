@@ -44,7 +44,7 @@ struct io_lane::state : std::enable_shared_from_this<io_lane::state> {
   std::mutex mutex;
   std::condition_variable own_cv;   ///< the own thread waits here for work or stop
   std::condition_variable idle_cv;  ///< detach waits here for a drain on the I/O thread
-  bool idle_waiter = false;
+  int idle_waiters = 0;
   std::deque<caf::resumable*> queue;
   net::io_context* ioc = nullptr;  ///< attached, or null
   std::uint64_t epoch = 0;         ///< bumped by attach and detach: older handlers do nothing
@@ -55,6 +55,9 @@ struct io_lane::state : std::enable_shared_from_this<io_lane::state> {
   /// Jobs a burst runs on the I/O thread before the rest goes to the own
   /// thread: a burst cannot keep the sockets waiting long.
   static constexpr std::size_t io_budget = 64;
+  /// Messages an actor handles per step on the I/O thread (CAF's default
+  /// is all of its mailbox); the rest waits for its next step.
+  static constexpr std::size_t io_throughput = 32;
   /// True while the gateway has more than one request in flight: the
   /// actors' bursts then go to the own thread, so that the I/O thread
   /// serves sockets while they run.
@@ -79,12 +82,11 @@ struct io_lane::state : std::enable_shared_from_this<io_lane::state> {
 
   /// Queues a drain on the io_context. `lock` is held, and released.
   void post_drain(std::unique_lock<std::mutex>& lock) {
-    auto* io = ioc;
-    const auto ep = epoch;
+    // From a handler of `ioc` this is a continuation: it runs after that
+    // handler on the same thread, and wakes no one. Queued under the lock,
+    // so that `ioc` cannot be detached (and destroyed) meanwhile.
+    net::defer(*ioc, [self = shared_from_this(), ep = epoch] { self->on_io(ep); });
     lock.unlock();
-    // From a handler of `io` this is a continuation: it runs after that
-    // handler on the same thread, and wakes no one.
-    net::defer(*io, [self = shared_from_this(), ep] { self->on_io(ep); });
   }
 
   void on_io(std::uint64_t ep) {
@@ -97,12 +99,12 @@ struct io_lane::state : std::enable_shared_from_this<io_lane::state> {
       auto* job = queue.front();
       queue.pop_front();
       lock.unlock();
-      run(job);
+      run(job, io_throughput);
       ++n;
       lock.lock();
     }
     io_running = false;
-    const bool wake_idle = idle_waiter;
+    const bool wake_idle = idle_waiters > 0;
     bool wake_own = false;
     if (queue.empty()) {
       scheduled = drainer::none;
@@ -117,8 +119,8 @@ struct io_lane::state : std::enable_shared_from_this<io_lane::state> {
       idle_cv.notify_all();
   }
 
-  void run(caf::resumable* job) {
-    switch (job->resume(eu.get(), max_throughput)) {
+  void run(caf::resumable* job, std::size_t throughput) {
+    switch (job->resume(eu.get(), throughput)) {
       case caf::resumable::resume_later:
         push(job);  // keeps its reference; a drainer is scheduled, so no new one
         break;
@@ -146,21 +148,21 @@ struct io_lane::state : std::enable_shared_from_this<io_lane::state> {
         batch.swap(queue);
         lock.unlock();
         for (auto* job : batch)
-          run(job);
+          run(job, max_throughput);
         batch.clear();
         lock.lock();
       }
       scheduled = drainer::none;
-      if (idle_waiter)
+      if (idle_waiters > 0)
         idle_cv.notify_all();
     }
   }
 
   void wait_idle() {
     std::unique_lock<std::mutex> lock{mutex};
-    idle_waiter = true;
+    ++idle_waiters;
     idle_cv.wait(lock, [&] { return scheduled == drainer::none && queue.empty(); });
-    idle_waiter = false;
+    --idle_waiters;
   }
 
   void attach(net::io_context& io, std::function<bool()> is_busy) {
@@ -168,7 +170,8 @@ struct io_lane::state : std::enable_shared_from_this<io_lane::state> {
     ioc = &io;
     busy = std::move(is_busy);
     ++epoch;
-    if (!queue.empty() && scheduled == drainer::none) {
+    // A drain queued under the old epoch does nothing now: queue its successor.
+    if (!queue.empty() && (scheduled == drainer::none || scheduled == drainer::io)) {
       scheduled = drainer::io;
       post_drain(lock);
     }
@@ -180,9 +183,9 @@ struct io_lane::state : std::enable_shared_from_this<io_lane::state> {
       return;
     ++epoch;
     ioc = nullptr;
-    idle_waiter = true;
+    ++idle_waiters;
     idle_cv.wait(lock, [&] { return !io_running; });
-    idle_waiter = false;
+    --idle_waiters;
     // A drain queued on the io_context will not run (its threads are gone),
     // or runs as a stale epoch and does nothing: the own thread takes over.
     if (scheduled == drainer::io)
@@ -192,9 +195,22 @@ struct io_lane::state : std::enable_shared_from_this<io_lane::state> {
   }
 
   void begin(caf::actor_system& sys, std::size_t throughput) {
+    {
+      // A second system from the same config starts from a clean lane.
+      std::lock_guard<std::mutex> lock{mutex};
+      stopping = false;
+      scheduled = drainer::none;
+      ioc = nullptr;
+      busy = nullptr;
+      ++epoch;
+    }
     max_throughput = throughput;
     eu = std::make_unique<unit>(&sys, this);
-    own = std::thread{[this] { own_loop(); }};
+    own = std::thread{[this, &sys] {
+      sys.thread_started();
+      own_loop();
+      sys.thread_terminates();
+    }};
   }
 
   /// Runs what is still queued, then ends the own thread.

@@ -93,6 +93,7 @@ TEST_CASE("the io lane runs actors on the I/O thread once attached, and off it b
     CHECK(own != io.id);
 
     std::atomic<bool> busy{false};
+    lane->wait_idle();  // the own thread has finished `a`'s last step
     lane->attach(io.ioc, [&busy] { return busy.load(); });
     CHECK(ask(sys, a) == io.id);
     {
