@@ -58,9 +58,9 @@ struct io_lane::state : std::enable_shared_from_this<io_lane::state> {
   /// Messages an actor handles per step on the I/O thread (CAF's default
   /// is all of its mailbox); the rest waits for its next step.
   static constexpr std::size_t io_throughput = 32;
-  /// True while the gateway has more than one request in flight: the
-  /// actors' bursts then go to the own thread, so that the I/O thread
-  /// serves sockets while they run.
+  /// True while the gateway is busy (`actors.inline_below` requests in
+  /// flight or more): the actors' bursts then go to the own thread, so that
+  /// the I/O thread serves sockets while they run.
   std::function<bool()> busy;
   std::unique_ptr<unit> eu;
   std::thread own;

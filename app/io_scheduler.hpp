@@ -13,9 +13,11 @@ class actor_system_config;
 namespace tollgate::app {
 
 /// A CAF scheduler that runs the actors, one at a time, as handlers of the
-/// server's io_context: a request, the actors that decide it and the
-/// upstream call it starts share one thread, and no thread wakes another on
-/// the way (BENCHMARKS.md, "Actors on the I/O thread").
+/// server's io_context while the gateway is not busy: a request, the actors
+/// that decide it and the upstream call it starts share one thread, and no
+/// thread wakes another on the way. While it is busy, the actors run on the
+/// lane's own thread beside the I/O thread (BENCHMARKS.md, "Actors on the
+/// I/O thread").
 ///
 /// Until `attach` and after `detach`, the actors run on a thread of the
 /// lane's own (start-up and shutdown, when no thread runs the io_context).
