@@ -1,0 +1,146 @@
+#include "storage/write_queue.hpp"
+
+#include <algorithm>
+
+namespace tollgate::storage {
+
+namespace {
+
+/// Depth of the deferrals open on this thread, and the queues written to
+/// under them (flushed when the outermost ends).
+thread_local int deferral_depth = 0;
+thread_local std::vector<std::shared_ptr<write_queue>> deferred_queues;
+
+/// Refused batches remembered for `check`; a call's writes are recent.
+constexpr std::size_t max_failed_ranges = 256;
+
+std::atomic<bool> refusing{false};  ///< testing::refuse_writes
+
+} // namespace
+
+write_queue::write_queue(apply_fn apply) : apply_(std::move(apply)) {}
+
+std::shared_ptr<write_queue> write_queue::over(std::shared_ptr<store> db) {
+  return std::make_shared<write_queue>(
+    [db = std::move(db)](const std::vector<write_op>& ops) { return db->apply(ops); });
+}
+
+std::uint64_t write_queue::submit(std::vector<write_op> ops, done_fn done) {
+  return enqueue({std::move(ops), nullptr, std::move(done)});
+}
+
+std::uint64_t write_queue::submit_lazy(make_fn make, done_fn done) {
+  return enqueue({{}, std::move(make), std::move(done)});
+}
+
+std::uint64_t write_queue::enqueue(item it) {
+  std::uint64_t seq = 0;
+  {
+    std::lock_guard<std::mutex> lock{mutex_};
+    pending_.push_back(std::move(it));
+    seq = submitted_.load(std::memory_order_relaxed) + 1;
+    submitted_.store(seq, std::memory_order_release);
+  }
+  if (deferral_depth == 0) {
+    flush();
+    return seq;
+  }
+  if (std::find_if(deferred_queues.begin(), deferred_queues.end(),
+                   [this](const auto& q) { return q.get() == this; })
+      == deferred_queues.end())
+    deferred_queues.push_back(shared_from_this());
+  return seq;
+}
+
+void write_queue::flush() {
+  std::vector<item> items;
+  std::vector<waiter> ready;
+  std::string error;
+  {
+    // Built and applied under the lock: two threads flushing commit in
+    // submission order.
+    std::lock_guard<std::mutex> lock{mutex_};
+    const auto from = committed_.load(std::memory_order_relaxed);
+    const auto upto = submitted_.load(std::memory_order_relaxed);
+    if (!pending_.empty()) {
+      items.swap(pending_);
+      batch_.clear();
+      for (auto& i : items) {
+        auto ops = i.make ? i.make() : std::move(i.ops);
+        batch_.insert(batch_.end(), std::make_move_iterator(ops.begin()),
+                      std::make_move_iterator(ops.end()));
+      }
+      if (refusing.load(std::memory_order_relaxed))
+        error = "writes refused (test hook)";
+      else if (!batch_.empty())
+        error = apply_(batch_);
+      batch_.clear();
+      if (!error.empty()) {
+        if (failed_.size() == max_failed_ranges)
+          failed_.erase(failed_.begin());
+        failed_.emplace_back(from, upto);
+        any_failed_.store(true, std::memory_order_release);
+      }
+      committed_.store(upto, std::memory_order_release);
+    }
+    auto it = std::partition(waiters_.begin(), waiters_.end(),
+                             [upto](const waiter& w) { return w.upto > upto; });
+    for (auto w = it; w != waiters_.end(); ++w)
+      ready.push_back(std::move(*w));
+    waiters_.erase(it, waiters_.end());
+  }
+  for (auto& i : items)
+    if (i.done)
+      i.done(error);
+  for (auto& w : ready)
+    w.fn();
+}
+
+write_queue::status write_queue::check(std::uint64_t from, std::uint64_t upto) const {
+  if (committed_.load(std::memory_order_acquire) < upto)
+    return status::pending;
+  if (!any_failed_.load(std::memory_order_acquire))
+    return status::committed;
+  std::lock_guard<std::mutex> lock{mutex_};
+  for (const auto& [lo, hi] : failed_)
+    if (lo < upto && hi > from)
+      return status::failed;
+  return status::committed;
+}
+
+void write_queue::when_committed(std::uint64_t upto, std::function<void()> fn) {
+  {
+    std::lock_guard<std::mutex> lock{mutex_};
+    if (committed_.load(std::memory_order_relaxed) < upto) {
+      waiters_.push_back({upto, std::move(fn)});
+      return;
+    }
+  }
+  fn();
+}
+
+write_queue::deferral::deferral() noexcept {
+  ++deferral_depth;
+}
+
+write_queue::deferral::~deferral() {
+  if (--deferral_depth != 0)
+    return;
+  // The flushes run `done`s, which may submit again: at depth 0 those
+  // commit at once and leave the list alone.
+  std::vector<std::shared_ptr<write_queue>> queues;
+  queues.swap(deferred_queues);
+  for (auto& q : queues)
+    q->flush();
+  queues.clear();
+  if (deferred_queues.empty())
+    queues.swap(deferred_queues);  // keeps the capacity
+}
+
+namespace testing {
+void refuse_writes(bool on) {
+  refusing.store(on);
+}
+} // namespace testing
+
+} // namespace tollgate::storage

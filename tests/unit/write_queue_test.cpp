@@ -1,0 +1,145 @@
+#include "storage/write_queue.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <vector>
+
+using namespace tollgate;
+using storage::write_op;
+using storage::write_queue;
+using status = write_queue::status;
+
+namespace {
+
+write_op put(std::string key, std::string value) {
+  return {static_cast<std::uint8_t>(storage::column::usage), std::move(key), std::move(value),
+          false};
+}
+
+/// A queue over a recording "store": each batch it was given, and what it
+/// answers.
+struct recorder {
+  std::vector<std::vector<std::string>> batches;  ///< "key=value" per op
+  std::string answer;
+  std::shared_ptr<write_queue> queue = std::make_shared<write_queue>(
+    [this](const std::vector<write_op>& ops) {
+      std::vector<std::string> b;
+      for (const auto& op : ops)
+        b.push_back(op.key + "=" + op.value);
+      batches.push_back(std::move(b));
+      return answer;
+    });
+};
+
+} // namespace
+
+TEST_CASE("write queue: outside a deferral a write commits before submit returns",
+          "[storage][write_queue]") {
+  recorder r;
+  std::string seen = "not yet";
+  const auto seq = r.queue->submit({put("a", "1")}, [&](const std::string& e) { seen = e; });
+  CHECK(seq == 1);
+  CHECK(seen.empty());
+  REQUIRE(r.batches.size() == 1);
+  CHECK(r.batches[0] == std::vector<std::string>{"a=1"});
+  CHECK(r.queue->check(0, seq) == status::committed);
+}
+
+TEST_CASE("write queue: a deferral's writes are one batch at its end, in order",
+          "[storage][write_queue]") {
+  recorder r;
+  std::vector<std::string> done;
+  std::uint64_t last = 0;
+  {
+    write_queue::deferral outer;
+    {
+      write_queue::deferral inner;
+      r.queue->submit({put("a", "1"), put("b", "1")}, [&](const std::string&) {
+        done.push_back("first");
+      });
+    }
+    // The inner end flushes nothing: only the outermost does.
+    CHECK(r.batches.empty());
+    last = r.queue->submit({put("a", "2")}, [&](const std::string&) { done.push_back("second"); });
+    CHECK(last == 2);
+    CHECK(r.queue->check(0, last) == status::pending);
+    CHECK(done.empty());
+  }
+  REQUIRE(r.batches.size() == 1);
+  CHECK(r.batches[0] == std::vector<std::string>{"a=1", "b=1", "a=2"});
+  CHECK(done == std::vector<std::string>{"first", "second"});
+  CHECK(r.queue->check(0, last) == status::committed);
+}
+
+TEST_CASE("write queue: a lazy write is encoded when its batch is built",
+          "[storage][write_queue]") {
+  recorder r;
+  int counter = 1;
+  int made = 0;
+  {
+    write_queue::deferral burst;
+    r.queue->submit({put("before", "x")}, [](const std::string&) {});
+    r.queue->submit_lazy(
+      [&]() -> std::vector<write_op> {
+        ++made;
+        return {put("counter", std::to_string(counter))};
+      },
+      [](const std::string&) {});
+    r.queue->submit({put("after", "y")}, [](const std::string&) {});
+    counter = 7;  // changed after the submit: the batch holds the last value
+    CHECK(made == 0);
+  }
+  CHECK(made == 1);
+  REQUIRE(r.batches.size() == 1);
+  CHECK(r.batches[0] == std::vector<std::string>{"before=x", "counter=7", "after=y"});
+}
+
+TEST_CASE("write queue: a refused batch fails the writes it held, and only those",
+          "[storage][write_queue]") {
+  recorder r;
+  r.queue->submit({put("a", "1")}, [](const std::string&) {});  // 1: committed
+  std::string error;
+  r.answer = "disk full";
+  {
+    write_queue::deferral burst;
+    r.queue->submit({put("b", "1")}, [&](const std::string& e) { error = e; });  // 2
+    r.queue->submit({put("c", "1")}, [](const std::string&) {});                // 3
+  }
+  CHECK(error == "disk full");
+  r.answer.clear();
+  r.queue->submit({put("d", "1")}, [](const std::string&) {});  // 4: committed
+  CHECK(r.queue->check(0, 1) == status::committed);
+  CHECK(r.queue->check(0, 2) == status::failed);
+  CHECK(r.queue->check(1, 3) == status::failed);
+  CHECK(r.queue->check(2, 3) == status::failed);
+  CHECK(r.queue->check(3, 4) == status::committed);
+}
+
+TEST_CASE("write queue: waiters run once their writes are settled", "[storage][write_queue]") {
+  recorder r;
+  int ran = 0;
+  r.queue->when_committed(0, [&] { ++ran; });  // nothing to wait for: at once
+  CHECK(ran == 1);
+  {
+    write_queue::deferral burst;
+    const auto seq = r.queue->submit({put("a", "1")}, [](const std::string&) {});
+    r.queue->when_committed(seq, [&] {
+      ++ran;
+      CHECK(r.queue->check(0, seq) == status::committed);
+    });
+    CHECK(ran == 1);
+  }
+  CHECK(ran == 2);
+}
+
+TEST_CASE("write queue: the test hook refuses every batch while on", "[storage][write_queue]") {
+  recorder r;
+  storage::testing::refuse_writes(true);
+  std::string error;
+  const auto seq = r.queue->submit({put("a", "1")}, [&](const std::string& e) { error = e; });
+  storage::testing::refuse_writes(false);
+  CHECK_FALSE(error.empty());
+  CHECK(r.batches.empty());
+  CHECK(r.queue->check(0, seq) == status::failed);
+}
