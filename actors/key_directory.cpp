@@ -55,10 +55,13 @@ struct key_state {
   /// for every reservation and settlement that came in one burst).
   std::vector<std::function<void(const std::string&)>> awaiting_write;
   bool commit_scheduled = false;
+  /// A write of the counters waits in the write queue (`queue_counters`).
+  bool write_queued = false;
   metrics::counter* tokens_reserved = nullptr;
   metrics::counter* tokens_settled = nullptr;
   metrics::counter* reservations_refused = nullptr;
   metrics::counter* counters_saved = nullptr;
+  state_life life = std::make_shared<char>();
 };
 
 using key_pointer = key_actor::stateful_pointer<key_state>;
@@ -105,13 +108,23 @@ void schedule_persist(key_pointer self) {
                      persist_atom::value);
 }
 
-/// Writes ops for the key actor: straight into the store when the
+void queue_counters(key_pointer self);
+
+/// Writes ops for the key actor: through the write queue when the
 /// directory was given one, else through the storage actor. `done` gets
-/// the error ("" when committed).
+/// the error ("" when committed). Every write of a key actor is its
+/// counters record, so through the queue `ops` are not used: the record is
+/// encoded when the batch is built, once for every change before it.
 template <class Done>
 void store_ops(key_pointer self, std::vector<storage::write_op> ops, Done done) {
-  write_ops(self, self->state.cfg.storage, self->state.cfg.direct, std::move(ops),
-            std::move(done));
+  auto& st = self->state;
+  if (st.cfg.direct) {
+    st.awaiting_write.emplace_back(std::move(done));
+    if (!st.write_queued)
+      queue_counters(self);
+    return;
+  }
+  write_ops(self, st.cfg.storage, nullptr, st.life, std::move(ops), std::move(done));
 }
 
 void persist(key_pointer self) {
@@ -142,6 +155,33 @@ std::vector<storage::write_op> counter_ops(const key_state& st) {
            encode_counters(counters, st.total_requests), false}};
 }
 
+/// One write of the counters in the write queue, encoded when its batch is
+/// built; it answers every change that came before.
+void queue_counters(key_pointer self) {
+  auto& st = self->state;
+  st.write_queued = true;
+  using waiting = std::vector<std::function<void(const std::string&)>>;
+  auto taken = std::make_shared<waiting>();
+  std::weak_ptr<char> alive = st.life;
+  st.cfg.direct->submit_lazy(
+    [self, alive, taken]() -> std::vector<storage::write_op> {
+      if (alive.expired())
+        return {};
+      auto& s = self->state;
+      s.write_queued = false;
+      s.dirty = false;
+      taken->swap(s.awaiting_write);
+      return counter_ops(s);
+    },
+    [alive, taken](const std::string& error) {
+      if (alive.expired())
+        return;
+      for (auto& w : *taken)
+        w(error);
+    });
+}
+
+
 /// Writes the counters now and runs `then` once storage answered. Token
 /// usage is money: it is acknowledged only when it is stored. Not awaited:
 /// memory is the truth and moves on at once (the next request of the key
@@ -150,14 +190,20 @@ std::vector<storage::write_op> counter_ops(const key_state& st) {
 /// counters. A reservation counted before its write commits only makes the
 /// next decision stricter, never looser.
 ///
-/// Changes that come in one burst share a write: the first schedules a
-/// commit message to this actor, which queues behind the messages already
-/// in the mailbox; the commit writes the counters once and answers them all.
+/// Through the storage actor, changes that come in one burst share a write:
+/// the first schedules a commit message to this actor, which queues behind
+/// the messages already in the mailbox; the commit writes the counters once
+/// and answers them all. A write queue (`direct`) batches by itself.
 template <class Then>
 void write_through(key_pointer self, Then then) {
   auto& st = self->state;
   if (!st.cfg.storage) {
     then(std::string{});
+    return;
+  }
+  if (st.cfg.direct) {
+    // In the queue now, before any grant it backs goes out (store_ops).
+    store_ops(self, {}, std::move(then));
     return;
   }
   st.awaiting_write.emplace_back(std::move(then));
@@ -302,6 +348,18 @@ key_actor::behavior_type key_impl(key_pointer self) {
       r.granted = true;
       if (st.tokens_reserved != nullptr)
         st.tokens_reserved->inc(static_cast<std::uint64_t>(tokens));
+      if (st.cfg.direct) {
+        // Granted before the write commits (with the rest of this burst of
+        // actor work, after the call's upstream request left): the call
+        // checks the write queue before its client sees an answer, and a
+        // refused write makes it settle nothing used, which gives the
+        // tokens back.
+        write_through(self, [](const std::string& error) {
+          if (!error.empty())
+            spdlog::error("key actor: a token reservation was not stored: {}", error);
+        });
+        return r;
+      }
       auto rp = self->make_response_promise<token_reservation>();
       // By name, not by pointer: a key or user change before the commit
       // rebuilds the limiters.

@@ -16,6 +16,10 @@ namespace tollgate::metrics {
 class registry;
 }
 
+namespace tollgate::storage {
+class write_queue;
+}
+
 namespace tollgate::actors {
 
 struct key_directory_config {
@@ -26,12 +30,14 @@ struct key_directory_config {
   std::shared_ptr<const core::limits_config> limits;
   /// Where key actors keep their counters; unset: nowhere (tests).
   storage_actor storage;
-  /// Set: key actors write their counters to the store themselves, at once,
+  /// Set: key actors write their counters through this queue themselves
   /// instead of through the storage actor (see storage.sync_writes in the
   /// README: without fsync a write is microseconds, and the two thread
   /// hand-offs of the storage actor cost more than the write). All of a key
-  /// actor's writes take the same path, so they stay in order.
-  std::shared_ptr<storage::store> direct;
+  /// actor's writes take the same path, so they stay in order. A
+  /// reservation is then granted before its write commits: whoever acts on
+  /// it checks the queue before answering its client (http/llm/call.cpp).
+  std::shared_ptr<storage::write_queue> direct;
 };
 
 /// The counters of a key as stored in the usage column ("l/<hash>").

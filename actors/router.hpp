@@ -21,6 +21,10 @@ template <class Metric>
 class family;
 } // namespace tollgate::metrics
 
+namespace tollgate::storage {
+class write_queue;
+}
+
 namespace tollgate::actors {
 
 /// What route handlers may use: the actors they ask and the shared services.
@@ -30,6 +34,10 @@ struct services {
   key_directory_actor directory;
   wallet_actor wallet;
   chat_sessions_actor chat;
+  /// The key actors' and the wallet's write queue (no fsync mode), or null.
+  /// Their grants may come before their writes commit: a call checks it
+  /// before its client sees an answer.
+  std::shared_ptr<storage::write_queue> writes;
   bool allow_anonymous = false;
   /// The limits configuration (header dialects per route group).
   std::shared_ptr<const core::limits_config> limits;

@@ -23,7 +23,7 @@ constexpr auto lookup_timeout = std::chrono::seconds{5};
 
 struct wallet_state {
   storage_actor storage;
-  std::shared_ptr<storage::store> direct;
+  std::shared_ptr<storage::write_queue> direct;
   accounts_actor accounts;
   const core::clock* clock = nullptr;
   std::map<std::uint64_t, std::int64_t> balances;
@@ -33,6 +33,9 @@ struct wallet_state {
   std::vector<storage::write_op> pending;
   std::vector<std::function<void(bool)>> pending_done;
   bool commit_scheduled = false;
+  /// A write waits in the write queue (`queue_pending`).
+  bool write_queued = false;
+  state_life life = std::make_shared<char>();
 
   std::int64_t now() const {
     return std::chrono::duration_cast<std::chrono::seconds>(clock->now().time_since_epoch())
@@ -62,7 +65,7 @@ template <class Done>
 void write_now(wallet_pointer self, std::vector<storage::write_op> ops, Done done) {
   ops.push_back({static_cast<std::uint8_t>(storage::column::meta), "seq/ledger",
                  std::to_string(self->state.next_entry), false});
-  write_ops(self, self->state.storage, self->state.direct, std::move(ops),
+  write_ops(self, self->state.storage, self->state.direct, self->state.life, std::move(ops),
             [done](const std::string& error) mutable {
               if (!error.empty())
                 spdlog::error("wallet: write not committed: {}", error);
@@ -70,12 +73,13 @@ void write_now(wallet_pointer self, std::vector<storage::write_op> ops, Done don
             });
 }
 
-/// Writes of a burst (the messages already in the mailbox) share one batch:
-/// the first schedules a commit message that queues behind them.
+/// Through the storage actor, writes of a burst (the messages already in
+/// the mailbox) share one batch: the first schedules a commit message that
+/// queues behind them.
 void commit(wallet_pointer self) {
   auto& st = self->state;
   st.commit_scheduled = false;
-  if (st.pending_done.empty())
+  if (st.direct || st.pending_done.empty())  // the queue's write takes them
     return;
   auto ops = std::move(st.pending);
   auto done = std::move(st.pending_done);
@@ -87,9 +91,51 @@ void commit(wallet_pointer self) {
   });
 }
 
+/// One write in the write queue for what the wallet changes until its batch
+/// is built: queued before any grant it backs goes out, it takes every
+/// write that came before then.
+void queue_pending(wallet_pointer self) {
+  auto& st = self->state;
+  st.write_queued = true;
+  struct taken {
+    std::vector<std::function<void(bool)>> done;
+  };
+  auto t = std::make_shared<taken>();
+  std::weak_ptr<char> alive = st.life;
+  st.direct->submit_lazy(
+    [self, alive, t]() -> std::vector<storage::write_op> {
+      if (alive.expired())
+        return {};
+      auto& s = self->state;
+      s.write_queued = false;
+      auto ops = std::move(s.pending);
+      s.pending.clear();
+      t->done.swap(s.pending_done);
+      ops.push_back({static_cast<std::uint8_t>(storage::column::meta), "seq/ledger",
+                     std::to_string(s.next_entry), false});
+      return ops;
+    },
+    [alive, t](const std::string& error) {
+      if (alive.expired())
+        return;
+      if (!error.empty())
+        spdlog::error("wallet: write not committed: {}", error);
+      for (const auto& d : t->done)
+        d(error.empty());
+    });
+}
+
 template <class Done>
 void write(wallet_pointer self, std::vector<storage::write_op> ops, Done done) {
   auto& st = self->state;
+  if (st.direct) {
+    for (auto& op : ops)
+      st.pending.push_back(std::move(op));
+    st.pending_done.emplace_back(std::move(done));
+    if (!st.write_queued)
+      queue_pending(self);
+    return;
+  }
   for (auto& op : ops)
     st.pending.push_back(std::move(op));
   st.pending_done.emplace_back(std::move(done));
@@ -238,7 +284,7 @@ wallet_snapshot load_wallet(storage::store& db) {
 
 wallet_actor spawn_wallet(caf::actor_system& sys, wallet_snapshot snapshot, storage_actor storage,
                           accounts_actor accounts, const core::clock& clock,
-                          std::shared_ptr<storage::store> direct) {
+                          std::shared_ptr<storage::write_queue> direct) {
   return sys.spawn([snapshot = std::move(snapshot), storage, accounts, &clock,
                     direct = std::move(direct)](
                      wallet_pointer self) mutable -> wallet_actor::behavior_type {
@@ -274,6 +320,15 @@ wallet_actor spawn_wallet(caf::actor_system& sys, wallet_snapshot snapshot, stor
           }
           balance -= amount;
           h.balance_micro = balance;
+          if (st.direct) {
+            // Granted before the write commits (with the rest of this burst
+            // of actor work): the call checks the write queue before its
+            // client sees an answer, and a refused write makes it release
+            // the hold.
+            write(self, balance_ops(st, user_id), [](bool) {});
+            rp.deliver(h);
+            return;
+          }
           write(self, balance_ops(st, user_id), [self, rp, h, user_id](bool ok) mutable {
             if (ok) {
               rp.deliver(h);

@@ -9,6 +9,10 @@
 #include <string>
 #include <string_view>
 
+namespace tollgate::storage {
+class write_queue;
+}
+
 namespace tollgate::actors {
 
 /// What the wallet starts from: every stored balance and the ledger's id
@@ -35,10 +39,11 @@ wallet_snapshot load_wallet(storage::store& db);
 /// committed. A hold is written too: a crash between hold and charge keeps
 /// the worst case charged rather than forgetting the call (no entry is
 /// written for it; the README says so).
-/// With `direct` set, the wallet writes straight into the store (no fsync
-/// mode; see key_directory_config::direct) instead of through `storage`.
+/// With `direct` set, the wallet writes through that queue (no fsync mode;
+/// see key_directory_config::direct) instead of through `storage`, and a
+/// hold is granted before its write commits.
 wallet_actor spawn_wallet(caf::actor_system& sys, wallet_snapshot snapshot, storage_actor storage,
                           accounts_actor accounts, const core::clock& clock,
-                          std::shared_ptr<storage::store> direct = nullptr);
+                          std::shared_ptr<storage::write_queue> direct = nullptr);
 
 } // namespace tollgate::actors

@@ -17,6 +17,7 @@
 #include "http/server/server.hpp"
 #include "http/stream_relay.hpp"
 #include "metrics/registry.hpp"
+#include "storage/write_queue.hpp"
 
 #include <tollgate/version.hpp>
 
@@ -143,15 +144,17 @@ void gateway::start() {
   // Without fsync, token and credit writes go straight into RocksDB from
   // their actors (RocksDB group-commits concurrent writers itself); with
   // fsync, through the storage actor's group commit and its own thread.
+  std::shared_ptr<storage::write_queue> writes;
   if (!s.cfg.storage.sync_writes)
-    dir_cfg.direct = db;
+    writes = storage::write_queue::over(db);
+  dir_cfg.direct = writes;
   s.directory = actors::spawn_key_directory(*s.system, s.clock, dir_cfg, s.registry);
   s.accounts = actors::spawn_accounts(
     *s.system, std::move(snapshot), s.storage, s.directory, s.clock,
     {s.cfg.accounts.initial_credits_micro, s.cfg.accounts.max_keys_per_user});
   caf::anon_send(s.directory, actors::lookup_atom::value, s.accounts);
   s.wallet = actors::spawn_wallet(*s.system, std::move(wallet_snapshot), s.storage, s.accounts,
-                                  s.clock, s.cfg.storage.sync_writes ? nullptr : db);
+                                  s.clock, writes);
   s.chat = actors::spawn_chat_sessions(*s.system, std::move(chat_snapshot), s.storage, s.clock);
   bootstrap_admin();
 
@@ -189,6 +192,7 @@ void gateway::start() {
   svc.directory = s.directory;
   svc.wallet = s.wallet;
   svc.chat = s.chat;
+  svc.writes = writes;
   svc.allow_anonymous = s.cfg.auth.allow_anonymous;
   svc.limits = limits;
   svc.limit_decisions = &s.registry.counters(

@@ -1,5 +1,7 @@
 #include "app/io_scheduler.hpp"
 
+#include "storage/write_queue.hpp"
+
 #include <boost/asio/defer.hpp>
 #include <boost/asio/io_context.hpp>
 #include <caf/actor_system.hpp>
@@ -95,13 +97,26 @@ struct io_lane::state : std::enable_shared_from_this<io_lane::state> {
       return;
     io_running = true;
     std::size_t n = 0;
-    while (!queue.empty() && n < io_budget) {
-      auto* job = queue.front();
-      queue.pop_front();
-      lock.unlock();
-      run(job, io_throughput);
-      ++n;
+    for (;;) {
+      {
+        // The burst's token and credit writes commit together at its end,
+        // after the upstream requests it started have left, and while this
+        // thread still drains: their `done`s run between actor jobs.
+        storage::write_queue::deferral writes;
+        while (!queue.empty() && n < io_budget) {
+          auto* job = queue.front();
+          queue.pop_front();
+          lock.unlock();
+          run(job, io_throughput);
+          ++n;
+          lock.lock();
+        }
+        lock.unlock();
+      }
       lock.lock();
+      // What the commit answered (grants, acknowledgements) goes on here.
+      if (queue.empty() || n >= io_budget)
+        break;
     }
     io_running = false;
     const bool wake_idle = idle_waiters > 0;
@@ -147,8 +162,11 @@ struct io_lane::state : std::enable_shared_from_this<io_lane::state> {
       while (!queue.empty()) {
         batch.swap(queue);
         lock.unlock();
-        for (auto* job : batch)
-          run(job, max_throughput);
+        {
+          storage::write_queue::deferral writes;  // one commit per batch
+          for (auto* job : batch)
+            run(job, max_throughput);
+        }
         batch.clear();
         lock.lock();
       }

@@ -9,8 +9,9 @@
 #include "http/errors.hpp"
 #include "http/llm/demo.hpp"
 #include "http/llm/watch.hpp"
-#include "metrics/registry.hpp"
 #include "http/stream_relay.hpp"
+#include "metrics/registry.hpp"
+#include "storage/write_queue.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
@@ -205,6 +206,11 @@ struct call_state {
   /// Set by whoever answers first: the runner, or the I/O thread that got
   /// the upstream's answer (answer_on_io_thread).
   std::atomic<bool> answered{false};
+  /// The call's reservation and hold are among the write queue's writes
+  /// (writes_from, writes_upto], granted before they commit: nothing
+  /// reaches the client before they did (`stored`). 0: nothing to wait for.
+  std::uint64_t writes_from = 0;
+  std::uint64_t writes_upto = 0;
   std::uint64_t chat_session = 0;  ///< save the exchange here (?session_id=)
   std::uint64_t watch_id = 0;      ///< in ctx->watch while the call runs
   // The last failure, for the answer when nothing else is left to try.
@@ -295,14 +301,68 @@ void count_call(const call_state& st, std::uint16_t status) {
                                                         : "rate_limited";
   else if (status < 500)
     outcome = "client_error";
+  else if (status == 503 && st.fail_code == "unavailable")
+    outcome = "unavailable";  // the gateway's own: its store, its shutdown
   st.ctx->calls->with({provider, model, outcome}).inc();
+}
+
+using write_status = storage::write_queue::status;
+
+/// Where the writes of the call's reservation and hold stand.
+write_status stored(const call_state& st) {
+  if (!st.svc.writes || st.writes_upto == 0)
+    return write_status::committed;
+  return st.svc.writes->check(st.writes_from, st.writes_upto);
+}
+
+/// The answer when the store refused the call's reservation or hold.
+core::api_response unstored_response(bool openai_errors, const core::clock& clock) {
+  core::api_response res;
+  res.status = 503;
+  const std::string message = "token usage could not be stored";
+  res.body = openai_errors ? api::openai_error_body(message, "server_error", "unavailable")
+                           : error_body(503, message, clock.now());
+  res.raw_headers = "Retry-After: 1\r\n";
+  return res;
+}
+
+/// Hands `res` to the client once the call's reservation and hold are
+/// stored: at once (the usual case, their burst of actor work ended before
+/// the upstream answered), or from the flush that commits them. If the
+/// store refused them, the client gets a 503 instead, and a stream it would
+/// have read is cancelled.
+void respond_stored(const call_state& st, core::responder_ptr out, core::api_response res) {
+  const auto s = stored(st);
+  if (s == write_status::committed) {
+    out->respond(std::move(res));
+    return;
+  }
+  if (s == write_status::failed) {
+    if (res.stream)
+      res.stream->cancel();
+    out->respond(unstored_response(st.req.openai_errors, *st.svc.clock));
+    return;
+  }
+  auto writes = st.svc.writes;
+  const auto from = st.writes_from;
+  const auto upto = st.writes_upto;
+  writes->when_committed(upto, [writes, from, upto, out = std::move(out), res = std::move(res),
+                                openai = st.req.openai_errors, clock = st.svc.clock]() mutable {
+    if (writes->check(from, upto) == write_status::committed) {
+      out->respond(std::move(res));
+      return;
+    }
+    if (res.stream)
+      res.stream->cancel();
+    out->respond(unstored_response(openai, *clock));
+  });
 }
 
 void answer(call_state& st, core::api_response res) {
   if (st.answered.exchange(true))
     return;
   count_call(st, res.status);
-  st.out->respond(std::move(res));
+  respond_stored(st, st.out, std::move(res));
 }
 
 /// An error answer: OpenAI's envelope on /v1/, the gateway body elsewhere.
@@ -619,7 +679,8 @@ std::string message_answer(const call_state& st, const std::string& text,
 /// whatever the client asks next sees them; the runner then only ends the
 /// call. False: the runner decides (an error, a body that is not JSON).
 bool answer_on_io_thread(call_state& st, upstream_result& r) {
-  if (!r.error.empty() || r.status < 200 || r.status >= 300)
+  if (!r.error.empty() || r.status < 200 || r.status >= 300
+      || stored(st) != write_status::committed)
     return false;
   if (st.req.kind != call_kind::images) {
     rapidjson::Document d;
@@ -658,6 +719,31 @@ void on_result(caf::event_based_actor* self, state_ptr st, upstream_result& r) {
   st->upstream_running = false;
   if (r.settled) {
     end(self, st);
+    return;
+  }
+  if (const auto s = stored(*st); s == write_status::pending) {
+    // The upstream was faster than the commit of the call's own writes
+    // (another I/O thread read its answer): the result comes back after it.
+    st->svc.writes->when_committed(
+      st->writes_upto, [me = caf::actor_cast<caf::actor>(self), st, r]() mutable {
+        caf::anon_send(me, upstream_done_atom::value, st, std::move(r));
+      });
+    return;
+  } else if (s == write_status::failed) {
+    // Nothing stored backs this call: it charges nothing and answers 503.
+    release_slot(st, true, st->req.prompt_tokens);
+    if (st->stream)
+      st->stream->cancel();
+    st->fail_body.clear();
+    st->fail_status = 503;
+    st->fail_type = "server_error";
+    st->fail_code = "unavailable";
+    st->fail_message = "token usage could not be stored";
+    st->fail_retry_after = 1;
+    // A stream's head was turned into that 503 already (respond_stored).
+    if (r.streamed && !st->answered.exchange(true))
+      count_call(*st, 503);
+    fail_with_last(self, st);
     return;
   }
   const bool ok = r.error.empty() && r.status >= 200 && r.status < 300;
@@ -827,6 +913,10 @@ void on_result(caf::event_based_actor* self, state_ptr st, upstream_result& r) {
 
 /// Calls the current candidate. The answer comes back as upstream_done.
 void call_upstream(caf::event_based_actor* self, state_ptr st) {
+  // Every grant this call acts on was submitted by now (a grant is sent
+  // after its write was queued); a retry keeps the first range.
+  if (st->svc.writes && st->writes_upto == 0)
+    st->writes_upto = st->svc.writes->submitted();
   const auto& ref = st->current();
   const auto path = upstream_path(st->req.kind);
   const auto body = upstream_body(*st);
@@ -886,7 +976,7 @@ void call_upstream(caf::event_based_actor* self, state_ptr st) {
   client::upstream_handlers h;
   auto out = st->out;
   auto rid = st->req.request_id;
-  h.on_head = [sh, want_stream, out](const client::upstream_head& head) {
+  h.on_head = [sh, want_stream, out, st](const client::upstream_head& head) {
     sh->r.status = head.status;
     sh->r.retry_after = head.header("retry-after");
     if (want_stream && head.status == 200) {
@@ -896,7 +986,7 @@ void call_upstream(caf::event_based_actor* self, state_ptr st) {
       res.content_type = "text/event-stream";
       res.raw_headers = "Cache-Control: no-cache\r\n";
       res.stream = sh->stream;
-      out->respond(std::move(res));
+      respond_stored(*st, out, std::move(res));
     }
   };
   h.on_data = [sh](std::string_view chunk) {
@@ -1067,6 +1157,8 @@ void reserve_and_hold(caf::event_based_actor* self, state_ptr st) {
     fail_with_last(self, st);
     return;
   }
+  if (st->svc.writes)
+    st->writes_from = st->svc.writes->submitted();
   std::int64_t worst = 0;
   for (const auto& c : st->candidates)
     worst = std::max(worst, core::llm::price_micro(st->req.prompt_tokens,

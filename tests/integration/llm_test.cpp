@@ -10,6 +10,7 @@
 #include "support/temp_dir.hpp"
 
 #include "http/llm/llm.hpp"
+#include "storage/write_queue.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -995,4 +996,46 @@ TEST_CASE("a step of a call that throws ends that call only, and gives back what
   REQUIRE(o);
   CHECK(o->status == 200);
   CHECK(eventually([&] { return balance_micro(g, b.key) == b_before - cost; }));
+}
+
+TEST_CASE("a store that refuses a call's writes: 503 instead of the answer, nothing charged",
+          "[integration][llm]") {
+  // A reservation and a hold are granted before their writes commit (with
+  // the burst of actor work that sends the upstream request), so nothing of
+  // the call may reach the client before they did. When the store refuses
+  // them, the client gets a 503, never the upstream's answer, and the call
+  // settles as nothing used.
+  mock up;
+  test::temp_dir dir;
+  instance g{dir.str("data"), core::system_clock::instance(),
+             [&](core::config& c) { c.llm.providers = {provider("mock", up.url())}; }};
+  struct restore {
+    ~restore() { storage::testing::refuse_writes(false); }
+  } restored;
+  auto a = create_user(g, "alice");
+  REQUIRE(g.call("POST", "/v1/chat/completions", a.key, chat_body()).status == 200);
+  const auto before = balance_micro(g, a.key);
+  REQUIRE(tokens_used(g, a.key) == 16);
+  for (const bool stream : {false, true}) {
+    INFO("stream " << stream);
+    storage::testing::refuse_writes(true);
+    auto r = g.call("POST", "/v1/chat/completions", a.key, chat_body(stream));
+    storage::testing::refuse_writes(false);
+    CHECK(r.status == 503);
+    CHECK(r.header("content-type").find("event-stream") == std::string::npos);
+    CHECK(str(json(r)["error"]["code"]) == "unavailable");
+    CHECK(r.header("retry-after") == "1");
+    CHECK(eventually([&] {
+      return tokens_used(g, a.key) == 16 && balance_micro(g, a.key) == before;
+    }));
+  }
+  // What the refused calls reserved and held went back, exactly once.
+  auto r = g.call("POST", "/v1/chat/completions", a.key, chat_body());
+  CHECK(r.status == 200);
+  CHECK(tokens_used(g, a.key) == 32);
+  CHECK(balance_micro(g, a.key) == before - cost);
+  CHECK(ledger(g, a.key)["data"].Size() == 2);
+  const auto m = g.call("GET", "/metrics").body;
+  CHECK(m.find(R"(tollgate_llm_calls_total{provider="mock",model="m1",outcome="unavailable"} 2)")
+        != std::string::npos);
 }
