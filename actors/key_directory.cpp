@@ -62,7 +62,24 @@ struct key_state {
   metrics::counter* reservations_refused = nullptr;
   metrics::counter* counters_saved = nullptr;
   state_life life = std::make_shared<char>();
+
+  key_state() = default;
+  key_state(const key_state&) = delete;
+  key_state& operator=(const key_state&) = delete;
+  /// CAF destroys the state when the actor ends: a write still waiting in
+  /// the queue (its encoder finds the state gone) is written from here.
+  ~key_state();
 };
+
+std::vector<storage::write_op> counter_ops(const key_state& st);
+
+key_state::~key_state() {
+  if (write_queued && cfg.direct)
+    cfg.direct->submit(counter_ops(*this), [](const std::string& error) {
+      if (!error.empty())
+        spdlog::error("key actor: counters of a stopped key not saved: {}", error);
+    });
+}
 
 using key_pointer = key_actor::stateful_pointer<key_state>;
 
@@ -183,7 +200,10 @@ void queue_counters(key_pointer self) {
 
 
 /// Writes the counters now and runs `then` once storage answered. Token
-/// usage is money: it is acknowledged only when it is stored. Not awaited:
+/// usage is money: through the storage actor it is acknowledged only when
+/// it is stored; through the write queue a reservation is granted at once
+/// and the call waits for the commit before its client sees an answer
+/// (http/llm/call.cpp). Not awaited:
 /// memory is the truth and moves on at once (the next request of the key
 /// is admitted meanwhile); every write carries the whole state and the
 /// storage actor commits in order, so the last commit holds the latest

@@ -29,13 +29,30 @@ struct wallet_state {
   std::map<std::uint64_t, std::int64_t> balances;
   std::uint64_t next_entry = 1;
   std::uint64_t next_hold = 1;
-  /// Writes of one burst, committed together by the next commit message.
+  /// Writes of one burst, committed together by the next commit message
+  /// (storage actor) or the write queue's next batch (`direct`).
   std::vector<storage::write_op> pending;
   std::vector<std::function<void(bool)>> pending_done;
   bool commit_scheduled = false;
   /// A write waits in the write queue (`queue_pending`).
   bool write_queued = false;
   state_life life = std::make_shared<char>();
+
+  wallet_state() = default;
+  wallet_state(const wallet_state&) = delete;
+  wallet_state& operator=(const wallet_state&) = delete;
+  /// CAF destroys the state when the actor ends: a write still waiting in
+  /// the queue (its encoder finds the state gone) is written from here.
+  ~wallet_state() {
+    if (!write_queued || !direct)
+      return;
+    pending.push_back({static_cast<std::uint8_t>(storage::column::meta), "seq/ledger",
+                       std::to_string(next_entry), false});
+    direct->submit(std::move(pending), [](const std::string& error) {
+      if (!error.empty())
+        spdlog::error("wallet: last writes at shutdown not committed: {}", error);
+    });
+  }
 
   std::int64_t now() const {
     return std::chrono::duration_cast<std::chrono::seconds>(clock->now().time_since_epoch())
@@ -440,10 +457,11 @@ wallet_actor spawn_wallet(caf::actor_system& sys, wallet_snapshot snapshot, stor
         const auto prefix = balance_key(user_id).replace(0, 1, "e") + "/";
         const auto want = static_cast<std::uint32_t>(
           std::min<std::uint64_t>(range.offset + range.limit, 1'000'000));
-        self
-          ->request(self->state.storage, write_timeout, scan_atom::value,
-                    static_cast<std::uint8_t>(storage::column::ledger), prefix, want)
-          .then(
+        auto scan = [self, rp, range, prefix, want](bool) mutable {
+          self
+            ->request(self->state.storage, write_timeout, scan_atom::value,
+                      static_cast<std::uint8_t>(storage::column::ledger), prefix, want)
+            .then(
             [rp, range](scan_result& r) mutable {
               std::vector<ledger_entry> out;
               for (std::size_t i = range.offset; i < r.rows.size(); ++i)
@@ -452,6 +470,12 @@ wallet_actor spawn_wallet(caf::actor_system& sys, wallet_snapshot snapshot, stor
               rp.deliver(std::move(out));
             },
             [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
+        };
+        // A charge still in the write queue is read after it commits.
+        if (self->state.write_queued)
+          self->state.pending_done.emplace_back(std::move(scan));
+        else
+          scan(true);
         return rp;
       },
     };

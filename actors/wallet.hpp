@@ -36,7 +36,7 @@ wallet_snapshot load_wallet(storage::store& db);
 /// Spawns the wallet: the one owner of balances. Every change (a hold, a
 /// charge, a credit) updates memory at once, so the next hold sees it, and
 /// is answered only once its batch (new balance plus ledger entry) is
-/// committed. A hold is written too: a crash between hold and charge keeps
+/// committed, except a hold through a write queue (below). A hold is written too: a crash between hold and charge keeps
 /// the worst case charged rather than forgetting the call (no entry is
 /// written for it; the README says so).
 /// With `direct` set, the wallet writes through that queue (no fsync mode;

@@ -20,8 +20,9 @@ using state_life = std::shared_ptr<char>;
 /// through the write queue when `direct` is set (no fsync: one WriteBatch
 /// per burst of actor work on the io lane, else at once), else through the
 /// storage actor's group commit. `done(error)` runs once, with "" when the
-/// batch is committed, in the actor's own context or, deferred, on the lane
-/// between two actor jobs. All writes of one actor must take the same path
+/// batch is committed: in the actor's own step (a write outside a deferral
+/// commits alone, at once) or, deferred, on the io lane between two actor
+/// jobs, never beside one. All writes of one actor must take the same path
 /// so that they stay in order.
 template <class Self, class Done>
 void write_ops(Self* self, const storage_actor& storage,

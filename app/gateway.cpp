@@ -141,9 +141,10 @@ void gateway::start() {
   dir_cfg.idle_timeout = s.cfg.auth.key_idle_timeout;
   dir_cfg.limits = limits;
   dir_cfg.storage = s.storage;
-  // Without fsync, token and credit writes go straight into RocksDB from
-  // their actors (RocksDB group-commits concurrent writers itself); with
-  // fsync, through the storage actor's group commit and its own thread.
+  // Without fsync, token and credit writes go through a write queue: one
+  // WriteBatch per burst of actor work on the io lane, at once with the
+  // threads scheduler (README, "Storage and durability"); with fsync, through the storage
+  // actor's group commit and its own thread.
   std::shared_ptr<storage::write_queue> writes;
   if (!s.cfg.storage.sync_writes)
     writes = storage::write_queue::over(db);

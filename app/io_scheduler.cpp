@@ -12,6 +12,7 @@
 #include <caf/resumable.hpp>
 #include <caf/scheduler/abstract_coordinator.hpp>
 
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -60,6 +61,10 @@ struct io_lane::state : std::enable_shared_from_this<io_lane::state> {
   /// Messages an actor handles per step on the I/O thread (CAF's default
   /// is all of its mailbox); the rest waits for its next step.
   static constexpr std::size_t io_throughput = 32;
+  /// On the own thread: jobs between two commits of the write queue, and
+  /// messages an actor handles per step.
+  static constexpr std::size_t own_commit_jobs = 64;
+  static constexpr std::size_t own_throughput = 1024;
   /// True while the gateway is busy (`actors.inline_below` requests in
   /// flight or more): the actors' bursts then go to the own thread, so that
   /// the I/O thread serves sockets while they run.
@@ -162,10 +167,13 @@ struct io_lane::state : std::enable_shared_from_this<io_lane::state> {
       while (!queue.empty()) {
         batch.swap(queue);
         lock.unlock();
-        {
-          storage::write_queue::deferral writes;  // one commit per batch
-          for (auto* job : batch)
-            run(job, max_throughput);
+        // One commit per batch, or per `own_commit_jobs` of a long one, and
+        // a bounded step per actor: a busy mailbox cannot hold every write
+        // (and every answer waiting for one) back.
+        for (std::size_t i = 0; i < batch.size();) {
+          storage::write_queue::deferral writes;
+          for (std::size_t end = std::min(batch.size(), i + own_commit_jobs); i < end; ++i)
+            run(batch[i], std::min(max_throughput, own_throughput));
         }
         batch.clear();
         lock.lock();

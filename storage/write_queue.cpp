@@ -34,13 +34,37 @@ std::uint64_t write_queue::submit_lazy(make_fn make, done_fn done) {
 }
 
 std::uint64_t write_queue::enqueue(item it) {
-  std::uint64_t seq = 0;
-  {
-    std::lock_guard<std::mutex> lock{mutex_};
-    pending_.push_back(std::move(it));
-    seq = submitted_.load(std::memory_order_relaxed) + 1;
+  std::unique_lock<std::mutex> lock{mutex_};
+  const auto seq = submitted_.load(std::memory_order_relaxed) + 1;
+  if (deferral_depth == 0 && pending_.empty()) {
+    // Alone, numbered and committed under one lock: the watermark stays
+    // whole, and `done` runs here, in the submitting actor's step.
     submitted_.store(seq, std::memory_order_release);
+    auto ops = it.make ? it.make() : std::move(it.ops);
+    std::string error;
+    if (refusing.load(std::memory_order_relaxed))
+      error = "writes refused (test hook)";
+    else if (!ops.empty())
+      error = apply_(ops);
+    if (!error.empty())
+      record_failure(seq - 1, seq);
+    committed_.store(seq, std::memory_order_release);
+    std::vector<waiter> ready;
+    auto w = std::partition(waiters_.begin(), waiters_.end(),
+                            [seq](const waiter& x) { return x.upto > seq; });
+    for (auto i = w; i != waiters_.end(); ++i)
+      ready.push_back(std::move(*i));
+    waiters_.erase(w, waiters_.end());
+    lock.unlock();
+    if (it.done)
+      it.done(error);
+    for (auto& r : ready)
+      r.fn();
+    return seq;
   }
+  pending_.push_back(std::move(it));
+  submitted_.store(seq, std::memory_order_release);
+  lock.unlock();
   if (deferral_depth == 0) {
     flush();
     return seq;
@@ -50,6 +74,19 @@ std::uint64_t write_queue::enqueue(item it) {
       == deferred_queues.end())
     deferred_queues.push_back(shared_from_this());
   return seq;
+}
+
+void write_queue::record_failure(std::uint64_t from, std::uint64_t upto) {
+  if (!failed_.empty() && failed_.back().second == from) {
+    failed_.back().second = upto;
+  } else {
+    if (failed_.size() == max_failed_ranges) {
+      forgotten_ = failed_.front().second;
+      failed_.erase(failed_.begin());
+    }
+    failed_.emplace_back(from, upto);
+  }
+  any_failed_.store(true, std::memory_order_release);
 }
 
 void write_queue::flush() {
@@ -75,12 +112,8 @@ void write_queue::flush() {
       else if (!batch_.empty())
         error = apply_(batch_);
       batch_.clear();
-      if (!error.empty()) {
-        if (failed_.size() == max_failed_ranges)
-          failed_.erase(failed_.begin());
-        failed_.emplace_back(from, upto);
-        any_failed_.store(true, std::memory_order_release);
-      }
+      if (!error.empty())
+        record_failure(from, upto);
       committed_.store(upto, std::memory_order_release);
     }
     auto it = std::partition(waiters_.begin(), waiters_.end(),
@@ -102,6 +135,8 @@ write_queue::status write_queue::check(std::uint64_t from, std::uint64_t upto) c
   if (!any_failed_.load(std::memory_order_acquire))
     return status::committed;
   std::lock_guard<std::mutex> lock{mutex_};
+  if (from < forgotten_)
+    return status::failed;
   for (const auto& [lo, hi] : failed_)
     if (lo < upto && hi > from)
       return status::failed;

@@ -24,8 +24,12 @@ namespace tollgate::storage {
 ///
 /// Writes are numbered from 1. Whoever acted on a write before it was
 /// committed (a call that went upstream on a reservation whose write is
-/// still pending) asks `status` before it lets anything reach the client,
+/// still pending) asks `check` before it lets anything reach the client,
 /// and waits with `when_committed`.
+///
+/// A write submitted outside a deferral while nothing is pending (the
+/// threads scheduler: no deferrals at all) commits alone, and its `done`
+/// runs on the submitting thread, inside the submitting actor's step.
 class write_queue : public std::enable_shared_from_this<write_queue> {
 public:
   using apply_fn = std::function<std::string(const std::vector<write_op>&)>;
@@ -57,6 +61,9 @@ public:
 
   /// The number of the last write submitted (0: none yet).
   std::uint64_t submitted() const noexcept { return submitted_.load(std::memory_order_acquire); }
+
+  /// Every write up to this number was committed or refused.
+  std::uint64_t committed() const noexcept { return committed_.load(std::memory_order_acquire); }
 
   enum class status : std::uint8_t { committed, pending, failed };
 
@@ -91,15 +98,19 @@ private:
   };
 
   std::uint64_t enqueue(item it);
+  void record_failure(std::uint64_t from, std::uint64_t upto);
 
   apply_fn apply_;
   mutable std::mutex mutex_;
   std::vector<item> pending_;
   std::vector<write_op> batch_;  ///< reused by flush
   std::vector<waiter> waiters_;
-  /// Ranges (from, upto] of refused batches, oldest first (a few at most:
-  /// a store that refuses writes is an outage).
+  /// Ranges (from, upto] of refused batches, oldest first; adjacent ones
+  /// merge (an outage is one range). Writes up to `forgotten_` may have
+  /// been refused in a range dropped to keep the list short: they count
+  /// as refused.
   std::vector<std::pair<std::uint64_t, std::uint64_t>> failed_;
+  std::uint64_t forgotten_ = 0;
   std::atomic<std::uint64_t> submitted_{0};
   std::atomic<std::uint64_t> committed_{0};  ///< settled: committed or refused
   std::atomic<bool> any_failed_{false};

@@ -1008,6 +1008,16 @@ void call_upstream(caf::event_based_actor* self, state_ptr st) {
       r.text = std::move(p.text);
     }
     r.error = std::move(error);
+    if (plain && stored(*st) == write_status::pending) {
+      // The answer came before the burst that sent the request committed
+      // the call's writes (under load, a long batch on the lane's own
+      // thread): the same fast answer, from that commit.
+      st->svc.writes->when_committed(st->writes_upto, [me, st, r = std::move(r)]() mutable {
+        answer_on_io_thread(*st, r);
+        caf::anon_send(me, upstream_done_atom::value, st, std::move(r));
+      });
+      return;
+    }
     if (plain)
       answer_on_io_thread(*st, r);
     caf::anon_send(me, upstream_done_atom::value, st, std::move(r));
@@ -1149,7 +1159,7 @@ bool given_back(caf::event_based_actor* self, const state_ptr& st) {
 }
 
 /// Reserves the tokens and holds the credits at the same time (neither
-/// depends on the other; each waits for its own commit), then goes on to
+/// depends on the other), then goes on to
 /// the provider, or undoes whichever was granted and refuses.
 void reserve_and_hold(caf::event_based_actor* self, state_ptr st) {
   if (st->cancelled) {
@@ -1157,8 +1167,11 @@ void reserve_and_hold(caf::event_based_actor* self, state_ptr st) {
     fail_with_last(self, st);
     return;
   }
+  // From the commit watermark, not the last submitted write: a grant may
+  // ride on a key actor's or the wallet's write queued earlier in this
+  // burst (one per actor and burst), which is still pending now.
   if (st->svc.writes)
-    st->writes_from = st->svc.writes->submitted();
+    st->writes_from = st->svc.writes->committed();
   std::int64_t worst = 0;
   for (const auto& c : st->candidates)
     worst = std::max(worst, core::llm::price_micro(st->req.prompt_tokens,

@@ -1014,6 +1014,8 @@ TEST_CASE("a store that refuses a call's writes: 503 instead of the answer, noth
   } restored;
   auto a = create_user(g, "alice");
   REQUIRE(g.call("POST", "/v1/chat/completions", a.key, chat_body()).status == 200);
+  // Its charge is stored before the store starts refusing.
+  REQUIRE(eventually([&] { return ledger(g, a.key)["data"].Size() == 1; }));
   const auto before = balance_micro(g, a.key);
   REQUIRE(tokens_used(g, a.key) == 16);
   for (const bool stream : {false, true}) {

@@ -143,3 +143,40 @@ TEST_CASE("write queue: the test hook refuses every batch while on", "[storage][
   CHECK(r.batches.empty());
   CHECK(r.queue->check(0, seq) == status::failed);
 }
+
+TEST_CASE("write queue: an outage longer than the remembered ranges still reads as refused",
+          "[storage][write_queue]") {
+  recorder r;
+  r.answer = "disk full";
+  std::uint64_t first = 0;
+  // Separate refused batches with a committed one between each pair, so
+  // that they do not merge: more than the queue keeps.
+  for (int i = 0; i < 300; ++i) {
+    r.answer = "disk full";
+    const auto seq = r.queue->submit({put("a", "1")}, [](const std::string&) {});
+    if (i == 0)
+      first = seq;
+    r.answer.clear();
+    r.queue->submit({put("b", "1")}, [](const std::string&) {});
+  }
+  CHECK(r.queue->check(first - 1, first) == status::failed);
+  CHECK(r.queue->check(r.queue->submitted() - 1, r.queue->submitted()) == status::committed);
+}
+
+TEST_CASE("write queue: a call's range from the commit watermark sees a shared write refused",
+          "[storage][write_queue]") {
+  // Two grants ride on one queued write (an actor writes once per burst):
+  // the second call's range starts at the watermark, not at the last
+  // submitted number, so the refusal of that write is its too.
+  recorder r;
+  r.answer = "disk full";
+  std::uint64_t from_second = 0;
+  std::uint64_t upto_second = 0;
+  {
+    write_queue::deferral burst;
+    r.queue->submit({put("counters", "1")}, [](const std::string&) {});
+    from_second = r.queue->committed();
+    upto_second = r.queue->submitted();  // nothing new submitted for it
+  }
+  CHECK(r.queue->check(from_second, upto_second) == status::failed);
+}
