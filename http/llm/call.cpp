@@ -714,6 +714,17 @@ bool answer_on_io_thread(call_state& st, upstream_result& r) {
   return true;
 }
 
+/// Records the gateway's own failure (its store, its shutdown) as the
+/// call's answer: 503, "unavailable", retry in a second.
+void fail_unavailable(call_state& st, std::string message) {
+  st.fail_body.clear();
+  st.fail_status = 503;
+  st.fail_type = "server_error";
+  st.fail_code = "unavailable";
+  st.fail_message = std::move(message);
+  st.fail_retry_after = 1;
+}
+
 void on_result(caf::event_based_actor* self, state_ptr st, upstream_result& r) {
   st->handle.reset();
   st->upstream_running = false;
@@ -734,12 +745,7 @@ void on_result(caf::event_based_actor* self, state_ptr st, upstream_result& r) {
     release_slot(st, true, st->req.prompt_tokens);
     if (st->stream)
       st->stream->cancel();
-    st->fail_body.clear();
-    st->fail_status = 503;
-    st->fail_type = "server_error";
-    st->fail_code = "unavailable";
-    st->fail_message = "token usage could not be stored";
-    st->fail_retry_after = 1;
+    fail_unavailable(*st, "token usage could not be stored");
     // A stream's head was turned into that 503 already (respond_stored).
     if (r.streamed && !st->answered.exchange(true))
       count_call(*st, 503);
@@ -778,12 +784,7 @@ void on_result(caf::event_based_actor* self, state_ptr st, upstream_result& r) {
     // The gateway shuts down and its client started nothing: no prompt
     // reached the upstream, so nothing is charged.
     release_slot(st, true, 0);
-    st->fail_body.clear();
-    st->fail_status = 503;
-    st->fail_type = "server_error";
-    st->fail_code = "unavailable";
-    st->fail_message = "the gateway is shutting down";
-    st->fail_retry_after = 1;
+    fail_unavailable(*st, "the gateway is shutting down");
     fail_with_last(self, st);
     return;
   }
