@@ -1,5 +1,6 @@
 #include "actors/key_directory.hpp"
 #include "actors/write_path.hpp"
+#include "storage/write_queue.hpp"
 
 #include "core/api_key.hpp"
 #include "core/limit_policies.hpp"
@@ -141,7 +142,7 @@ void store_ops(key_pointer self, std::vector<storage::write_op> ops, Done done) 
       queue_counters(self);
     return;
   }
-  write_ops(self, st.cfg.storage, nullptr, st.life, std::move(ops), std::move(done));
+  write_ops(self, st.cfg.storage, std::move(ops), std::move(done));
 }
 
 void persist(key_pointer self) {
@@ -150,13 +151,8 @@ void persist(key_pointer self) {
   if (!st.dirty || !st.cfg.storage)
     return;
   st.dirty = false;
-  std::vector<std::pair<std::string, core::limiter_state>> counters;
-  for (const auto& [name, l] : st.limiters)
-    counters.emplace_back(name, l.state());
-  std::vector<storage::write_op> ops{
-    {static_cast<std::uint8_t>(storage::column::usage), usage_key(st.key.hash),
-     encode_counters(counters, st.total_requests), false}};
-  store_ops(self, std::move(ops), [saved = st.counters_saved](const std::string& error) {
+  // Through the queue the record is encoded when the batch is built.
+  store_ops(self, st.cfg.direct ? std::vector<storage::write_op>{} : counter_ops(st), [saved = st.counters_saved](const std::string& error) {
     if (!error.empty())
       spdlog::error("key actor: counters not saved: {}", error);
     else if (saved != nullptr)
@@ -450,13 +446,8 @@ key_actor::behavior_type key_impl(key_pointer self) {
       auto& st = self->state;
       if (!st.cfg.storage)
         return write_ack{};
-      std::vector<std::pair<std::string, core::limiter_state>> counters;
-      for (const auto& [name, l] : st.limiters)
-        counters.emplace_back(name, l.state());
       st.dirty = false;
-      std::vector<storage::write_op> ops{
-        {static_cast<std::uint8_t>(storage::column::usage), usage_key(st.key.hash),
-         encode_counters(counters, st.total_requests), false}};
+      auto ops = st.cfg.direct ? std::vector<storage::write_op>{} : counter_ops(st);
       auto rp = self->make_response_promise<write_ack>();
       store_ops(self, std::move(ops),
                 [rp](const std::string& error) mutable { rp.deliver(write_ack{error}); });

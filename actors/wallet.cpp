@@ -1,6 +1,7 @@
 #include "actors/wallet.hpp"
 
 #include "actors/write_path.hpp"
+#include "storage/write_queue.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/typed_event_based_actor.hpp>
@@ -82,7 +83,7 @@ template <class Done>
 void write_now(wallet_pointer self, std::vector<storage::write_op> ops, Done done) {
   ops.push_back({static_cast<std::uint8_t>(storage::column::meta), "seq/ledger",
                  std::to_string(self->state.next_entry), false});
-  write_ops(self, self->state.storage, self->state.direct, self->state.life, std::move(ops),
+  write_ops(self, self->state.storage, std::move(ops),
             [done](const std::string& error) mutable {
               if (!error.empty())
                 spdlog::error("wallet: write not committed: {}", error);
@@ -145,17 +146,14 @@ void queue_pending(wallet_pointer self) {
 template <class Done>
 void write(wallet_pointer self, std::vector<storage::write_op> ops, Done done) {
   auto& st = self->state;
+  for (auto& op : ops)
+    st.pending.push_back(std::move(op));
+  st.pending_done.emplace_back(std::move(done));
   if (st.direct) {
-    for (auto& op : ops)
-      st.pending.push_back(std::move(op));
-    st.pending_done.emplace_back(std::move(done));
     if (!st.write_queued)
       queue_pending(self);
     return;
   }
-  for (auto& op : ops)
-    st.pending.push_back(std::move(op));
-  st.pending_done.emplace_back(std::move(done));
   if (!st.commit_scheduled) {
     st.commit_scheduled = true;
     self->send(self, commit_atom::value);

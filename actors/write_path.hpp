@@ -1,7 +1,6 @@
 #pragma once
 
 #include "actors/interfaces.hpp"
-#include "storage/write_queue.hpp"
 
 #include <chrono>
 #include <memory>
@@ -16,26 +15,16 @@ namespace tollgate::actors {
 /// storage actor's answer to a terminated actor is dropped).
 using state_life = std::shared_ptr<char>;
 
-/// The write path of the actors on every LLM call (key actors, wallet):
-/// through the write queue when `direct` is set (no fsync: one WriteBatch
-/// per burst of actor work on the io lane, else at once), else through the
-/// storage actor's group commit. `done(error)` runs once, with "" when the
-/// batch is committed: in the actor's own step (a write outside a deferral
-/// commits alone, at once) or, deferred, on the io lane between two actor
-/// jobs, never beside one. All writes of one actor must take the same path
-/// so that they stay in order.
+/// The storage actor's path for the actors on every LLM call (key actors,
+/// wallet) when they have no write queue (`storage.sync_writes`: the group
+/// commit on its own thread, so an fsync never blocks a scheduler thread).
+/// `done(error)` runs once, in the actor's context, with "" when the batch
+/// is committed. With a write queue they submit to it themselves, lazily
+/// (key_directory.cpp, wallet.cpp). All writes of one actor take the same
+/// path, so that they stay in order.
 template <class Self, class Done>
-void write_ops(Self* self, const storage_actor& storage,
-               const std::shared_ptr<storage::write_queue>& direct, const state_life& life,
-               std::vector<storage::write_op> ops, Done done) {
-  if (direct) {
-    direct->submit(std::move(ops), [alive = std::weak_ptr<char>{life},
-                                    done = std::move(done)](const std::string& error) mutable {
-      if (!alive.expired())
-        done(error);
-    });
-    return;
-  }
+void write_ops(Self* self, const storage_actor& storage, std::vector<storage::write_op> ops,
+               Done done) {
   self->request(storage, std::chrono::seconds{10}, write_atom::value, std::move(ops))
     .then([done](write_ack& ack) mutable { done(ack.error); },
           [done](caf::error& e) mutable { done(to_string(e)); });

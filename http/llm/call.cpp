@@ -326,35 +326,34 @@ core::api_response unstored_response(bool openai_errors, const core::clock& cloc
   return res;
 }
 
-/// Hands `res` to the client once the call's reservation and hold are
-/// stored: at once (the usual case, their burst of actor work ended before
-/// the upstream answered), or from the flush that commits them. If the
-/// store refused them, the client gets a 503 instead, and a stream it would
-/// have read is cancelled.
-void respond_stored(const call_state& st, core::responder_ptr out, core::api_response res) {
-  const auto s = stored(st);
+/// Sends `res`, or the 503 that replaces it when the call's writes were
+/// refused (then a stream it would have read is cancelled).
+void respond_checked(write_status s, const core::responder_ptr& out, core::api_response res,
+                     bool openai_errors, const core::clock& clock) {
   if (s == write_status::committed) {
     out->respond(std::move(res));
     return;
   }
-  if (s == write_status::failed) {
-    if (res.stream)
-      res.stream->cancel();
-    out->respond(unstored_response(st.req.openai_errors, *st.svc.clock));
+  if (res.stream)
+    res.stream->cancel();
+  out->respond(unstored_response(openai_errors, clock));
+}
+
+/// Hands `res` to the client once the call's reservation and hold are
+/// stored: at once (the usual case, their burst of actor work ended before
+/// the upstream answered), or from the flush that commits them.
+void respond_stored(const call_state& st, core::responder_ptr out, core::api_response res) {
+  const auto s = stored(st);
+  if (s != write_status::pending) {
+    respond_checked(s, out, std::move(res), st.req.openai_errors, *st.svc.clock);
     return;
   }
   auto writes = st.svc.writes;
-  const auto from = st.writes_from;
-  const auto upto = st.writes_upto;
-  writes->when_committed(upto, [writes, from, upto, out = std::move(out), res = std::move(res),
-                                openai = st.req.openai_errors, clock = st.svc.clock]() mutable {
-    if (writes->check(from, upto) == write_status::committed) {
-      out->respond(std::move(res));
-      return;
-    }
-    if (res.stream)
-      res.stream->cancel();
-    out->respond(unstored_response(openai, *clock));
+  writes->when_committed(st.writes_upto, [writes, from = st.writes_from, upto = st.writes_upto,
+                                          out = std::move(out), res = std::move(res),
+                                          openai = st.req.openai_errors,
+                                          clock = st.svc.clock]() mutable {
+    respond_checked(writes->check(from, upto), out, std::move(res), openai, *clock);
   });
 }
 
