@@ -15,6 +15,7 @@ thread_local std::vector<std::shared_ptr<write_queue>> deferred_queues;
 constexpr std::size_t max_failed_ranges = 256;
 
 std::atomic<bool> refusing{false};  ///< testing::refuse_writes
+std::atomic<bool> holding{false};   ///< testing::hold_writes
 
 } // namespace
 
@@ -36,7 +37,7 @@ std::uint64_t write_queue::submit_lazy(make_fn make, done_fn done) {
 std::uint64_t write_queue::enqueue(item it) {
   std::unique_lock<std::mutex> lock{mutex_};
   const auto seq = submitted_.load(std::memory_order_relaxed) + 1;
-  if (deferral_depth == 0 && pending_.empty()) {
+  if (deferral_depth == 0 && pending_.empty() && !holding.load(std::memory_order_relaxed)) {
     // Alone, numbered and committed under one lock: the watermark stays
     // whole, and `done` runs here, in the submitting actor's step.
     submitted_.store(seq, std::memory_order_release);
@@ -99,7 +100,7 @@ void write_queue::flush() {
     std::lock_guard<std::mutex> lock{mutex_};
     const auto from = committed_.load(std::memory_order_relaxed);
     const auto upto = submitted_.load(std::memory_order_relaxed);
-    if (!pending_.empty()) {
+    if (!pending_.empty() && !holding.load(std::memory_order_relaxed)) {
       items.swap(pending_);
       batch_.clear();
       for (auto& i : items) {
@@ -116,8 +117,9 @@ void write_queue::flush() {
         record_failure(from, upto);
       committed_.store(upto, std::memory_order_release);
     }
+    const auto settled = committed_.load(std::memory_order_relaxed);
     auto it = std::partition(waiters_.begin(), waiters_.end(),
-                             [upto](const waiter& w) { return w.upto > upto; });
+                             [settled](const waiter& w) { return w.upto > settled; });
     for (auto w = it; w != waiters_.end(); ++w)
       ready.push_back(std::move(*w));
     waiters_.erase(it, waiters_.end());
@@ -175,6 +177,10 @@ write_queue::deferral::~deferral() {
 namespace testing {
 void refuse_writes(bool on) {
   refusing.store(on);
+}
+
+void hold_writes(bool on) {
+  holding.store(on);
 }
 } // namespace testing
 

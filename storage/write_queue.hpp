@@ -119,6 +119,10 @@ private:
 namespace testing {
 /// Tests only: while on, every batch is refused (as by a failing disk).
 void refuse_writes(bool on);
+/// Tests only: while on, writes stay queued (as behind a slow disk); the
+/// first flush after it is turned off commits them. Lets a test see what
+/// waits for a commit.
+void hold_writes(bool on);
 } // namespace testing
 
 } // namespace tollgate::storage

@@ -348,6 +348,8 @@ void respond_stored(const call_state& st, core::responder_ptr out, core::api_res
     respond_checked(s, out, std::move(res), st.req.openai_errors, *st.svc.clock);
     return;
   }
+  if (st.ctx->answers_held != nullptr)
+    st.ctx->answers_held->inc();
   auto writes = st.svc.writes;
   writes->when_committed(st.writes_upto, [writes, from = st.writes_from, upto = st.writes_upto,
                                           out = std::move(out), res = std::move(res),
@@ -1012,6 +1014,8 @@ void call_upstream(caf::event_based_actor* self, state_ptr st) {
       // The answer came before the burst that sent the request committed
       // the call's writes (under load, a long batch on the lane's own
       // thread): the same fast answer, from that commit.
+      if (st->ctx->answers_held != nullptr)
+        st->ctx->answers_held->inc();
       st->svc.writes->when_committed(st->writes_upto, [me, st, r = std::move(r)]() mutable {
         answer_on_io_thread(*st, r);
         caf::anon_send(me, upstream_done_atom::value, st, std::move(r));

@@ -87,6 +87,10 @@ std::shared_ptr<context> make_context(const core::llm_config& cfg, caf::actor_sy
     ctx->charged = &registry->counters("tollgate_llm_charged_micro_credits_total",
                                        "Micro-credits charged for LLM calls.",
                                        {"provider", "model"});
+    ctx->answers_held = &registry->counter_metric(
+      "tollgate_llm_answers_held_total",
+      "LLM answers (or stream heads) that came from the upstream before the call's token "
+      "reservation and credit hold were stored, and waited for that commit.");
   }
   ctx->providers.reserve(cfg.providers.size());
   for (const auto& p : cfg.providers) {

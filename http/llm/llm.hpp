@@ -71,6 +71,9 @@ struct context {
   metrics::family<metrics::counter>* calls = nullptr;
   metrics::family<metrics::counter>* tokens = nullptr;
   metrics::family<metrics::counter>* charged = nullptr;
+  /// tollgate_llm_answers_held_total: answers that waited for the commit of
+  /// their call's reservation and hold.
+  metrics::counter* answers_held = nullptr;
   /// The deadlines of the calls in flight (internally synchronised) and the
   /// actor that checks them once a second.
   std::shared_ptr<call_watch> watch;

@@ -1041,3 +1041,59 @@ TEST_CASE("a store that refuses a call's writes: 503 instead of the answer, noth
   CHECK(m.find(R"(tollgate_llm_calls_total{provider="mock",model="m1",outcome="unavailable"} 2)")
         != std::string::npos);
 }
+
+namespace {
+/// The value of an unlabelled metric on /metrics (-1: not there).
+double metric(const instance& g, const std::string& name) {
+  const auto body = g.call("GET", "/metrics").body;
+  const auto at = body.find("\n" + name + " ");
+  return at == std::string::npos ? -1 : std::stod(body.substr(at + name.size() + 2));
+}
+} // namespace
+
+TEST_CASE("an answer that beats its call's writes waits for their commit, JSON and SSE",
+          "[integration][llm]") {
+  mock up;
+  test::temp_dir dir;
+  instance g{dir.str("data"), core::system_clock::instance(),
+             [&](core::config& c) { c.llm.providers = {provider("mock", up.url())}; }};
+  struct restore {
+    ~restore() { storage::testing::hold_writes(false); }
+  } restored;
+  auto a = create_user(g, "alice");
+  const auto before = balance_micro(g, a.key);
+  for (const bool stream : {false, true}) {
+    INFO("stream " << stream);
+    const auto held = metric(g, "tollgate_llm_answers_held_total");
+    REQUIRE(held >= 0);
+    // The store is slow: the call's reservation and hold are granted, the
+    // upstream answers, and their writes are still queued.
+    storage::testing::hold_writes(true);
+    test::connection c{g.port()};
+    send_chat(c, a.key, chat_body(stream));
+    REQUIRE(eventually([&] { return metric(g, "tollgate_llm_answers_held_total") == held + 1; }));
+    // Held until the commit: not a byte of it reached the client.
+    CHECK(c.nothing_received());
+    storage::testing::hold_writes(false);
+    // The next write's flush commits the held ones (an admin's credit here).
+    REQUIRE(g.call("POST", "/admin/add_credits", g.admin(),
+                   R"({"user_id":)" + std::to_string(a.id) + R"(,"credits":1})")
+              .status
+            == 200);
+    auto answer = c.read_response();
+    REQUIRE(answer);
+    auto& r = *answer;
+    CHECK(r.status == 200);
+    if (stream) {
+      CHECK(r.header("content-type").find("event-stream") != std::string::npos);
+      CHECK(r.body.find("data: [DONE]") != std::string::npos);
+    } else {
+      CHECK(json(r)["usage"]["completion_tokens"].GetInt() == 9);
+    }
+  }
+  // Both calls settled and charged exactly once.
+  CHECK(eventually([&] {
+    return tokens_used(g, a.key) == 32 && balance_micro(g, a.key) == before + 2'000'000 - 2 * cost;
+  }));
+  CHECK(ledger(g, a.key)["data"].Size() == 4);  // two credits, two charges
+}

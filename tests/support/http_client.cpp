@@ -152,6 +152,12 @@ bool connection::closed_by_peer(std::string* seen) {
   }
 }
 
+bool connection::nothing_received() {
+  char c = 0;
+  return buf_.empty() && ::recv(fd_, &c, 1, MSG_PEEK | MSG_DONTWAIT) < 0
+         && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
 std::string make_request(const std::string& method, const std::string& target,
                          const std::string& extra_headers, const std::string& body) {
   std::string r = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + extra_headers;

@@ -41,6 +41,9 @@ public:
   /// True when the server closes the connection (EOF or reset) within the
   /// socket timeout; bytes that arrive first are discarded into `seen`.
   bool closed_by_peer(std::string* seen = nullptr);
+  /// True when no byte from the server is waiting to be read now (does
+  /// not wait, reads nothing).
+  bool nothing_received();
 
 private:
   bool fill();

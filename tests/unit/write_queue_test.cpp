@@ -144,6 +144,29 @@ TEST_CASE("write queue: the test hook refuses every batch while on", "[storage][
   CHECK(r.queue->check(0, seq) == status::failed);
 }
 
+TEST_CASE("write queue: the hold hook keeps writes queued until a flush after it ends",
+          "[storage][write_queue]") {
+  recorder r;
+  storage::testing::hold_writes(true);
+  int done = 0;
+  int waited = 0;
+  const auto seq = r.queue->submit({put("a", "1")}, [&](const std::string&) { ++done; });
+  r.queue->when_committed(seq, [&] { ++waited; });
+  r.queue->flush();  // held: nothing is applied
+  CHECK(done == 0);
+  CHECK(waited == 0);
+  CHECK(r.batches.empty());
+  CHECK(r.queue->check(0, seq) == status::pending);
+  storage::testing::hold_writes(false);
+  r.queue->submit({put("b", "2")}, [&](const std::string&) { ++done; });
+  // That write commits both, in order, in one batch.
+  REQUIRE(r.batches.size() == 1);
+  CHECK(r.batches[0].size() == 2);
+  CHECK(done == 2);
+  CHECK(waited == 1);
+  CHECK(r.queue->check(0, seq) == status::committed);
+}
+
 TEST_CASE("write queue: an outage longer than the remembered ranges still reads as refused",
           "[storage][write_queue]") {
   recorder r;
