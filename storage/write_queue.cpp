@@ -41,12 +41,12 @@ std::uint64_t write_queue::enqueue(item it) {
     // Alone, numbered and committed under one lock: the watermark stays
     // whole, and `done` runs here, in the submitting actor's step.
     submitted_.store(seq, std::memory_order_release);
-    auto ops = it.make ? it.make() : std::move(it.ops);
-    std::string error;
-    if (refusing.load(std::memory_order_relaxed))
-      error = "writes refused (test hook)";
-    else if (!ops.empty())
-      error = apply_(ops);
+    std::vector<write_op> ops;
+    // A write that cannot be encoded is refused like one the disk refused:
+    // the watermark moves on either way.
+    std::string error = encode(it, ops);
+    if (error.empty())
+      error = commit(ops);
     if (!error.empty())
       record_failure(seq - 1, seq);
     committed_.store(seq, std::memory_order_release);
@@ -77,6 +77,27 @@ std::uint64_t write_queue::enqueue(item it) {
   return seq;
 }
 
+std::string write_queue::commit(const std::vector<write_op>& ops) {
+  if (refusing.load(std::memory_order_relaxed))
+    return "writes refused (test hook)";
+  return ops.empty() ? std::string{} : apply_(ops);
+}
+
+std::string write_queue::encode(item& it, std::vector<write_op>& ops) {
+  if (!it.make) {
+    ops = std::move(it.ops);
+    return {};
+  }
+  try {
+    ops = it.make();
+    return {};
+  } catch (const std::exception& e) {
+    return std::string{"a write could not be encoded: "} + e.what();
+  } catch (...) {
+    return "a write could not be encoded";
+  }
+}
+
 void write_queue::record_failure(std::uint64_t from, std::uint64_t upto) {
   if (!failed_.empty() && failed_.back().second == from) {
     failed_.back().second = upto;
@@ -104,14 +125,18 @@ void write_queue::flush() {
       items.swap(pending_);
       batch_.clear();
       for (auto& i : items) {
-        auto ops = i.make ? i.make() : std::move(i.ops);
+        // Every lazy write is made, even after one failed: making it is
+        // what tells its actor that the write left the queue.
+        std::vector<write_op> ops;
+        auto failed = encode(i, ops);
+        if (error.empty())
+          error = std::move(failed);
         batch_.insert(batch_.end(), std::make_move_iterator(ops.begin()),
                       std::make_move_iterator(ops.end()));
       }
-      if (refusing.load(std::memory_order_relaxed))
-        error = "writes refused (test hook)";
-      else if (!batch_.empty())
-        error = apply_(batch_);
+      // One write that cannot be encoded refuses the batch whole.
+      if (error.empty())
+        error = commit(batch_);
       batch_.clear();
       if (!error.empty())
         record_failure(from, upto);

@@ -98,6 +98,12 @@ private:
   };
 
   std::uint64_t enqueue(item it);
+  /// The item's ops into `ops` (a lazy one's from its `make`); "" or why
+  /// they could not be made. An exception stays here: a flush runs in a
+  /// deferral's destructor, and the watermark must move on.
+  static std::string encode(item& it, std::vector<write_op>& ops);
+  /// Applies `ops` (nothing to apply: committed); "" or the error.
+  std::string commit(const std::vector<write_op>& ops);
   void record_failure(std::uint64_t from, std::uint64_t upto);
 
   apply_fn apply_;

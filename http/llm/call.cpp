@@ -934,7 +934,9 @@ void call_upstream(caf::event_based_actor* self, state_ptr st) {
       res.content_type = "text/event-stream";
       res.raw_headers = "Cache-Control: no-cache\r\n";
       res.stream = st->stream;
-      answer(*st, std::move(res));
+      // As an upstream's stream head: counted once the result is in (when
+      // the store refused the call's writes, it goes out as a 503).
+      respond_stored(*st, st->out, std::move(res));
       for (auto& c : a.chunks) {
         reader.feed(c);
         st->stream->push(std::move(c));

@@ -1097,3 +1097,26 @@ TEST_CASE("an answer that beats its call's writes waits for their commit, JSON a
   }));
   CHECK(ledger(g, a.key)["data"].Size() == 4);  // two credits, two charges
 }
+
+TEST_CASE("a demo stream the store refuses is a 503, counted as unavailable, not ok",
+          "[integration][llm]") {
+  test::temp_dir dir;
+  instance g{dir.str("data"), core::system_clock::instance(),
+             [&](core::config& c) { c.llm.providers = {provider("demo", "builtin:demo")}; }};
+  struct restore {
+    ~restore() { storage::testing::refuse_writes(false); }
+  } restored;
+  auto a = create_user(g, "alice");
+  const auto before = balance_micro(g, a.key);
+  storage::testing::refuse_writes(true);
+  auto r = g.call("POST", "/v1/chat/completions", a.key, chat_body(true));
+  storage::testing::refuse_writes(false);
+  CHECK(r.status == 503);
+  CHECK(str(json(r)["error"]["code"]) == "unavailable");
+  CHECK(eventually([&] { return balance_micro(g, a.key) == before; }));
+  const auto m = g.call("GET", "/metrics").body;
+  CHECK(m.find(R"(tollgate_llm_calls_total{provider="demo",model="m1",outcome="unavailable"} 1)")
+        != std::string::npos);
+  CHECK(m.find(R"(tollgate_llm_calls_total{provider="demo",model="m1",outcome="ok"} 0)")
+        != std::string::npos);
+}

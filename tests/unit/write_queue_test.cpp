@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -165,6 +166,41 @@ TEST_CASE("write queue: the hold hook keeps writes queued until a flush after it
   CHECK(done == 2);
   CHECK(waited == 1);
   CHECK(r.queue->check(0, seq) == status::committed);
+}
+
+TEST_CASE("write queue: a lazy write that throws refuses its batch, and the queue goes on",
+          "[storage][write_queue]") {
+  recorder r;
+  std::vector<std::string> errors;
+  std::uint64_t seq = 0;
+  int made_after = 0;
+  {
+    write_queue::deferral burst;
+    r.queue->submit({put("a", "1")}, [&](const std::string& e) { errors.push_back(e); });
+    seq = r.queue->submit_lazy([]() -> std::vector<write_op> { throw std::runtime_error{"bad"}; },
+                               [&](const std::string& e) { errors.push_back(e); });
+    r.queue->submit_lazy(
+      [&] {
+        ++made_after;
+        return std::vector<write_op>{put("b", "2")};
+      },
+      [&](const std::string& e) { errors.push_back(e); });
+  }  // the flush in this destructor must not throw
+  CHECK(made_after == 1);
+  CHECK(r.batches.empty());
+  REQUIRE(errors.size() == 3);
+  for (const auto& e : errors)
+    CHECK(e.find("could not be encoded: bad") != std::string::npos);
+  CHECK(r.queue->check(0, seq) == status::failed);
+  CHECK(r.queue->committed() == r.queue->submitted());
+  // Alone, outside a deferral, the same: refused, and the next commits.
+  std::string error;
+  r.queue->submit_lazy([]() -> std::vector<write_op> { throw std::runtime_error{"bad"}; },
+                       [&](const std::string& e) { error = e; });
+  CHECK_FALSE(error.empty());
+  const auto next = r.queue->submit({put("c", "3")}, [&](const std::string& e) { error = e; });
+  CHECK(error.empty());
+  CHECK(r.queue->check(next - 1, next) == status::committed);
 }
 
 TEST_CASE("write queue: an outage longer than the remembered ranges still reads as refused",
