@@ -1,6 +1,7 @@
 #include "storage/write_queue.hpp"
 
 #include <algorithm>
+#include <unordered_set>
 
 namespace tollgate::storage {
 
@@ -10,6 +11,48 @@ namespace {
 /// under them (flushed when the outermost ends).
 thread_local int deferral_depth = 0;
 thread_local std::vector<std::shared_ptr<write_queue>> deferred_queues;
+
+/// Drops every op that a later op of the same batch overwrites (same column
+/// and key): the batch leaves the same state, with fewer memtable entries.
+/// Under load one batch holds a user's balance once per hold and charge;
+/// only the last counts.
+void keep_last_writes(std::vector<write_op>& ops) {
+  if (ops.size() < 2)
+    return;
+  const auto same = [](const write_op& a, const write_op& b) {
+    return a.family == b.family && a.key == b.key;
+  };
+  std::vector<bool> keep(ops.size(), true);
+  bool dropped = false;
+  if (ops.size() <= 64) {
+    for (std::size_t i = ops.size(); i-- > 0;)
+      for (std::size_t j = i + 1; j < ops.size(); ++j)
+        if (keep[j] && same(ops[i], ops[j])) {
+          keep[i] = false;
+          dropped = true;
+          break;
+        }
+  } else {
+    std::unordered_set<std::string> seen;
+    for (std::size_t i = ops.size(); i-- > 0;) {
+      auto id = std::string(1, static_cast<char>(ops[i].family)) + ops[i].key;
+      if (!seen.insert(std::move(id)).second) {
+        keep[i] = false;
+        dropped = true;
+      }
+    }
+  }
+  if (!dropped)
+    return;
+  std::size_t out = 0;
+  for (std::size_t i = 0; i < ops.size(); ++i)
+    if (keep[i]) {
+      if (out != i)
+        ops[out] = std::move(ops[i]);
+      ++out;
+    }
+  ops.resize(out);
+}
 
 /// Refused batches remembered for `check`; a call's writes are recent.
 constexpr std::size_t max_failed_ranges = 256;
@@ -37,9 +80,11 @@ std::uint64_t write_queue::submit_lazy(make_fn make, done_fn done) {
 std::uint64_t write_queue::enqueue(item it) {
   std::unique_lock<std::mutex> lock{mutex_};
   const auto seq = submitted_.load(std::memory_order_relaxed) + 1;
-  if (deferral_depth == 0 && pending_.empty() && !holding.load(std::memory_order_relaxed)) {
-    // Alone, numbered and committed under one lock: the watermark stays
-    // whole, and `done` runs here, in the submitting actor's step.
+  if (deferral_depth == 0 && pending_.empty() && !flushing_
+      && !holding.load(std::memory_order_relaxed)) {
+    // Alone, numbered and committed under one lock (no flush is writing):
+    // the watermark stays whole, and `done` runs here, in the submitting
+    // actor's step.
     submitted_.store(seq, std::memory_order_release);
     std::vector<write_op> ops;
     // A write that cannot be encoded is refused like one the disk refused:
@@ -77,9 +122,10 @@ std::uint64_t write_queue::enqueue(item it) {
   return seq;
 }
 
-std::string write_queue::commit(const std::vector<write_op>& ops) {
+std::string write_queue::commit(std::vector<write_op>& ops) {
   if (refusing.load(std::memory_order_relaxed))
     return "writes refused (test hook)";
+  keep_last_writes(ops);
   return ops.empty() ? std::string{} : apply_(ops);
 }
 
@@ -112,35 +158,49 @@ void write_queue::record_failure(std::uint64_t from, std::uint64_t upto) {
 }
 
 void write_queue::flush() {
+  // One flush at a time, so batches commit in submission order; the state
+  // lock is not held while RocksDB writes, so that a thread that submits,
+  // checks or waits meanwhile (the I/O thread, with an answer) never
+  // blocks on the disk.
+  std::unique_lock<std::mutex> one_at_a_time{commit_mutex_};
   std::vector<item> items;
-  std::vector<waiter> ready;
-  std::string error;
+  std::uint64_t from = 0;
+  std::uint64_t upto = 0;
   {
-    // Built and applied under the lock: two threads flushing commit in
-    // submission order.
     std::lock_guard<std::mutex> lock{mutex_};
-    const auto from = committed_.load(std::memory_order_relaxed);
-    const auto upto = submitted_.load(std::memory_order_relaxed);
     if (!pending_.empty() && !holding.load(std::memory_order_relaxed)) {
       items.swap(pending_);
-      batch_.clear();
-      for (auto& i : items) {
-        // Every lazy write is made, even after one failed: making it is
-        // what tells its actor that the write left the queue.
-        std::vector<write_op> ops;
-        auto failed = encode(i, ops);
-        if (error.empty())
-          error = std::move(failed);
-        batch_.insert(batch_.end(), std::make_move_iterator(ops.begin()),
-                      std::make_move_iterator(ops.end()));
-      }
-      // One write that cannot be encoded refuses the batch whole.
+      from = committed_.load(std::memory_order_relaxed);
+      upto = submitted_.load(std::memory_order_relaxed);
+      flushing_ = true;
+    }
+  }
+  std::string error;
+  if (!items.empty()) {
+    batch_.clear();
+    for (auto& i : items) {
+      // Every lazy write is made, even after one failed: making it is
+      // what tells its actor that the write left the queue.
+      std::vector<write_op> ops;
+      auto failed = encode(i, ops);
       if (error.empty())
-        error = commit(batch_);
-      batch_.clear();
+        error = std::move(failed);
+      batch_.insert(batch_.end(), std::make_move_iterator(ops.begin()),
+                    std::make_move_iterator(ops.end()));
+    }
+    // One write that cannot be encoded refuses the batch whole.
+    if (error.empty())
+      error = commit(batch_);
+    batch_.clear();
+  }
+  std::vector<waiter> ready;
+  {
+    std::lock_guard<std::mutex> lock{mutex_};
+    if (!items.empty()) {
       if (!error.empty())
         record_failure(from, upto);
       committed_.store(upto, std::memory_order_release);
+      flushing_ = false;
     }
     const auto settled = committed_.load(std::memory_order_relaxed);
     auto it = std::partition(waiters_.begin(), waiters_.end(),
@@ -149,6 +209,8 @@ void write_queue::flush() {
       ready.push_back(std::move(*w));
     waiters_.erase(it, waiters_.end());
   }
+  // The acknowledgements may submit and flush again.
+  one_at_a_time.unlock();
   for (auto& i : items)
     if (i.done)
       i.done(error);

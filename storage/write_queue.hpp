@@ -102,14 +102,19 @@ private:
   /// they could not be made. An exception stays here: a flush runs in a
   /// deferral's destructor, and the watermark must move on.
   static std::string encode(item& it, std::vector<write_op>& ops);
-  /// Applies `ops` (nothing to apply: committed); "" or the error.
-  std::string commit(const std::vector<write_op>& ops);
+  /// Applies `ops` (nothing to apply: committed), less the ops a later
+  /// one of them overwrites; "" or the error.
+  std::string commit(std::vector<write_op>& ops);
   void record_failure(std::uint64_t from, std::uint64_t upto);
 
   apply_fn apply_;
+  /// Held by a flush from taking its writes to committing them.
+  std::mutex commit_mutex_;
+  /// The rest of the state; never held while RocksDB writes a batch.
   mutable std::mutex mutex_;
   std::vector<item> pending_;
-  std::vector<write_op> batch_;  ///< reused by flush
+  bool flushing_ = false;  ///< a flush took writes and has not committed them
+  std::vector<write_op> batch_;  ///< reused by flush, under commit_mutex_
   std::vector<waiter> waiters_;
   /// Ranges (from, upto] of refused batches, oldest first; adjacent ones
   /// merge (an outage is one range). Writes up to `forgotten_` may have

@@ -56,19 +56,19 @@ TEST_CASE("write queue: a deferral's writes are one batch at its end, in order",
     write_queue::deferral outer;
     {
       write_queue::deferral inner;
-      r.queue->submit({put("a", "1"), put("b", "1")}, [&](const std::string&) {
+      r.queue->submit({put("a", "1"), put("b", "1"), put("c", "1")}, [&](const std::string&) {
         done.push_back("first");
       });
     }
     // The inner end flushes nothing: only the outermost does.
     CHECK(r.batches.empty());
-    last = r.queue->submit({put("a", "2")}, [&](const std::string&) { done.push_back("second"); });
+    last = r.queue->submit({put("d", "2")}, [&](const std::string&) { done.push_back("second"); });
     CHECK(last == 2);
     CHECK(r.queue->check(0, last) == status::pending);
     CHECK(done.empty());
   }
   REQUIRE(r.batches.size() == 1);
-  CHECK(r.batches[0] == std::vector<std::string>{"a=1", "b=1", "a=2"});
+  CHECK(r.batches[0] == std::vector<std::string>{"a=1", "b=1", "c=1", "d=2"});
   CHECK(done == std::vector<std::string>{"first", "second"});
   CHECK(r.queue->check(0, last) == status::committed);
 }
@@ -201,6 +201,29 @@ TEST_CASE("write queue: a lazy write that throws refuses its batch, and the queu
   const auto next = r.queue->submit({put("c", "3")}, [&](const std::string& e) { error = e; });
   CHECK(error.empty());
   CHECK(r.queue->check(next - 1, next) == status::committed);
+}
+
+TEST_CASE("write queue: a batch writes each key once, with its last value",
+          "[storage][write_queue]") {
+  recorder r;
+  {
+    write_queue::deferral burst;
+    r.queue->submit({put("balance", "10"), put("entry/1", "x")}, [](const std::string&) {});
+    r.queue->submit({put("balance", "7")}, [](const std::string&) {});
+    r.queue->submit({put("balance", "4"), put("entry/2", "y")}, [](const std::string&) {});
+  }
+  REQUIRE(r.batches.size() == 1);
+  CHECK(r.batches[0] == std::vector<std::string>{"entry/1=x", "balance=4", "entry/2=y"});
+  // Another column is another key.
+  {
+    write_queue::deferral burst;
+    r.queue->submit({put("k", "1")}, [](const std::string&) {});
+    write_op other = put("k", "2");
+    other.family = static_cast<std::uint8_t>(storage::column::ledger);
+    r.queue->submit({other}, [](const std::string&) {});
+  }
+  REQUIRE(r.batches.size() == 2);
+  CHECK(r.batches[1].size() == 2);
 }
 
 TEST_CASE("write queue: an outage longer than the remembered ranges still reads as refused",
