@@ -18,10 +18,7 @@ struct storage_state {
   std::vector<storage::write_op> pending;
   std::vector<caf::typed_response_promise<write_ack>> waiting;
   bool tick_scheduled = false;
-  metrics::counter* commits = nullptr;
-  metrics::counter* writes = nullptr;
-  metrics::counter* failures = nullptr;
-  metrics::histogram* batch_size = nullptr;
+  storage_metrics metrics;
 };
 
 using storage_pointer = storage_actor::stateful_pointer<storage_state>;
@@ -32,11 +29,8 @@ void commit(storage_pointer self) {
   if (st.pending.empty())
     return;
   auto error = st.db->apply(st.pending);
-  st.commits->inc();
-  st.writes->inc(st.pending.size());
-  st.batch_size->observe(static_cast<double>(st.pending.size()));
+  st.metrics.committed(st.pending.size(), error.empty());
   if (!error.empty()) {
-    st.failures->inc();
     spdlog::error("storage: group commit of {} writes failed: {}", st.pending.size(), error);
   }
   for (auto& rp : st.waiting)
@@ -103,28 +97,42 @@ storage_actor::behavior_type storage_impl(storage_pointer self) {
 
 } // namespace
 
+void storage_metrics::committed(std::size_t records, bool ok) const {
+  commits->inc();
+  writes->inc(records);
+  batch->observe(static_cast<double>(records));
+  if (!ok)
+    failures->inc();
+}
+
+storage_metrics make_storage_metrics(metrics::registry& r) {
+  storage_metrics m;
+  m.commits = &r.counter_metric("tollgate_storage_commits_total",
+                                "Group commits written to RocksDB.");
+  m.writes = &r.counter_metric("tollgate_storage_writes_total",
+                               "Record writes committed to RocksDB.");
+  m.failures = &r.counter_metric("tollgate_storage_commit_failures_total",
+                                 "Group commits that RocksDB refused.");
+  m.batch = &r.histograms("tollgate_storage_batch_writes", "Writes per group commit.", {},
+                          {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024})
+               .with({});
+  return m;
+}
+
 storage_actor spawn_storage_actor(caf::actor_system& sys, std::shared_ptr<storage::store> db,
-                                  storage_actor_config cfg, metrics::registry& metrics) {
-  auto& commits = metrics.counter_metric("tollgate_storage_commits_total",
-                                         "Group commits written to RocksDB.");
-  auto& writes = metrics.counter_metric("tollgate_storage_writes_total",
-                                        "Record writes committed to RocksDB.");
-  auto& failures = metrics.counter_metric("tollgate_storage_commit_failures_total",
-                                          "Group commits that RocksDB refused.");
-  auto& batch = metrics.histograms("tollgate_storage_batch_writes", "Writes per group commit.", {},
-                                   {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024})
-                  .with({});
+                                  storage_actor_config cfg, const storage_metrics& metrics) {
   return sys.spawn<caf::detached>(
-    [db = std::move(db), cfg, &commits, &writes, &failures,
-     &batch](storage_pointer self) mutable -> storage_actor::behavior_type {
+    [db = std::move(db), cfg, metrics](storage_pointer self) mutable -> storage_actor::behavior_type {
       self->state.db = std::move(db);
       self->state.cfg = cfg;
-      self->state.commits = &commits;
-      self->state.writes = &writes;
-      self->state.failures = &failures;
-      self->state.batch_size = &batch;
+      self->state.metrics = metrics;
       return storage_impl(self);
     });
+}
+
+storage_actor spawn_storage_actor(caf::actor_system& sys, std::shared_ptr<storage::store> db,
+                                  storage_actor_config cfg, metrics::registry& r) {
+  return spawn_storage_actor(sys, std::move(db), cfg, make_storage_metrics(r));
 }
 
 } // namespace tollgate::actors

@@ -133,8 +133,9 @@ void gateway::start() {
     s.lane = io_lane::install(*s.caf_cfg);
   s.system = std::make_unique<caf::actor_system>(*s.caf_cfg);
 
+  const auto storage_metrics = actors::make_storage_metrics(s.registry);
   s.storage = actors::spawn_storage_actor(
-    *s.system, db, {s.cfg.storage.commit_delay, s.cfg.storage.max_batch}, s.registry);
+    *s.system, db, {s.cfg.storage.commit_delay, s.cfg.storage.max_batch}, storage_metrics);
 
   auto limits = std::make_shared<const core::limits_config>(s.cfg.limits);
   actors::key_directory_config dir_cfg;
@@ -147,7 +148,9 @@ void gateway::start() {
   // actor's group commit and its own thread.
   std::shared_ptr<storage::write_queue> writes;
   if (!s.cfg.storage.sync_writes)
-    writes = storage::write_queue::over(db);
+    writes = storage::write_queue::over(db, [storage_metrics](std::size_t records, bool ok) {
+      storage_metrics.committed(records, ok);
+    });
   dir_cfg.direct = writes;
   s.directory = actors::spawn_key_directory(*s.system, s.clock, dir_cfg, s.registry);
   s.accounts = actors::spawn_accounts(

@@ -62,11 +62,13 @@ std::atomic<bool> holding{false};   ///< testing::hold_writes
 
 } // namespace
 
-write_queue::write_queue(apply_fn apply) : apply_(std::move(apply)) {}
+write_queue::write_queue(apply_fn apply, observe_fn observe)
+  : apply_(std::move(apply)), observe_(std::move(observe)) {}
 
-std::shared_ptr<write_queue> write_queue::over(std::shared_ptr<store> db) {
+std::shared_ptr<write_queue> write_queue::over(std::shared_ptr<store> db, observe_fn observe) {
   return std::make_shared<write_queue>(
-    [db = std::move(db)](const std::vector<write_op>& ops) { return db->apply(ops); });
+    [db = std::move(db)](const std::vector<write_op>& ops) { return db->apply(ops); },
+    std::move(observe));
 }
 
 std::uint64_t write_queue::submit(std::vector<write_op> ops, done_fn done) {
@@ -123,10 +125,14 @@ std::uint64_t write_queue::enqueue(item it) {
 }
 
 std::string write_queue::commit(std::vector<write_op>& ops) {
-  if (refusing.load(std::memory_order_relaxed))
-    return "writes refused (test hook)";
   keep_last_writes(ops);
-  return ops.empty() ? std::string{} : apply_(ops);
+  if (ops.empty())
+    return {};
+  auto error = refusing.load(std::memory_order_relaxed) ? std::string{"writes refused (test hook)"}
+                                                        : apply_(ops);
+  if (observe_)
+    observe_(ops.size(), error.empty());
+  return error;
 }
 
 std::string write_queue::encode(item& it, std::vector<write_op>& ops) {

@@ -34,11 +34,14 @@ class write_queue : public std::enable_shared_from_this<write_queue> {
 public:
   using apply_fn = std::function<std::string(const std::vector<write_op>&)>;
   using done_fn = std::function<void(const std::string& error)>;
+  /// Told after each commit: the records written, and whether the store
+  /// took them.
+  using observe_fn = std::function<void(std::size_t records, bool ok)>;
 
   /// `apply` commits a batch atomically and returns "" or the error.
-  explicit write_queue(apply_fn apply);
+  explicit write_queue(apply_fn apply, observe_fn observe = {});
   /// Over a store: `store::apply`.
-  static std::shared_ptr<write_queue> over(std::shared_ptr<store> db);
+  static std::shared_ptr<write_queue> over(std::shared_ptr<store> db, observe_fn observe = {});
 
   write_queue(const write_queue&) = delete;
   write_queue& operator=(const write_queue&) = delete;
@@ -108,6 +111,7 @@ private:
   void record_failure(std::uint64_t from, std::uint64_t upto);
 
   apply_fn apply_;
+  observe_fn observe_;
   /// Held by a flush from taking its writes to committing them.
   std::mutex commit_mutex_;
   /// The rest of the state; never held while RocksDB writes a batch.

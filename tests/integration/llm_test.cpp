@@ -1096,6 +1096,10 @@ TEST_CASE("an answer that beats its call's writes waits for their commit, JSON a
     return tokens_used(g, a.key) == 32 && balance_micro(g, a.key) == before + 2'000'000 - 2 * cost;
   }));
   CHECK(ledger(g, a.key)["data"].Size() == 4);  // two credits, two charges
+  // The write queue's commits are the store's commits too.
+  const auto commits = metric(g, "tollgate_storage_commits_total");
+  CHECK(commits >= 2);
+  CHECK(metric(g, "tollgate_storage_writes_total") >= commits);
 }
 
 TEST_CASE("a demo stream the store refuses is a 503, counted as unavailable, not ok",
@@ -1119,4 +1123,5 @@ TEST_CASE("a demo stream the store refuses is a 503, counted as unavailable, not
         != std::string::npos);
   CHECK(m.find(R"(tollgate_llm_calls_total{provider="demo",model="m1",outcome="ok"} 0)")
         != std::string::npos);
+  CHECK(metric(g, "tollgate_storage_commit_failures_total") >= 1);
 }

@@ -226,6 +226,21 @@ TEST_CASE("write queue: a batch writes each key once, with its last value",
   CHECK(r.batches[1].size() == 2);
 }
 
+TEST_CASE("write queue: the observer hears of every commit with its record count",
+          "[storage][write_queue]") {
+  std::vector<std::pair<std::size_t, bool>> seen;
+  std::string answer;
+  write_queue q{[&](const std::vector<write_op>&) { return answer; },
+                [&](std::size_t records, bool ok) { seen.emplace_back(records, ok); }};
+  q.submit({put("a", "1"), put("a", "2"), put("b", "1")}, [](const std::string&) {});
+  answer = "disk full";
+  q.submit({put("c", "1")}, [](const std::string&) {});
+  q.submit({}, [](const std::string&) {});  // nothing to write: no commit
+  REQUIRE(seen.size() == 2);
+  CHECK(seen[0] == std::make_pair(std::size_t{2}, true));
+  CHECK(seen[1] == std::make_pair(std::size_t{1}, false));
+}
+
 TEST_CASE("write queue: an outage longer than the remembered ranges still reads as refused",
           "[storage][write_queue]") {
   recorder r;
