@@ -79,7 +79,8 @@ std::shared_ptr<context> make_context(const core::llm_config& cfg, caf::actor_sy
     ctx->calls = &registry->counters(
       "tollgate_llm_calls_total",
       "LLM calls by provider, model and outcome (ok, client_error, upstream_error, "
-      "rate_limited, insufficient_credits, token_limited, cancelled).",
+      "rate_limited, upstream_rate_limited, insufficient_credits, token_limited, cancelled, "
+      "unavailable).",
       {"provider", "model", "outcome"});
     ctx->tokens = &registry->counters("tollgate_llm_tokens_total",
                                       "Tokens settled for LLM calls, by kind (prompt, completion).",
