@@ -74,6 +74,21 @@ std::int64_t balance_micro(const instance& g, const std::string& key) {
     json(g.call("GET", "/user/balance", key))["credits"].GetDouble() * 1e6 + 0.5);
 }
 
+/// The value of an unlabelled metric on /metrics (-1: not there).
+double metric(const instance& g, const std::string& name) {
+  const auto body = g.call("GET", "/metrics").body;
+  const auto at = body.find("\n" + name + " ");
+  return at == std::string::npos ? -1 : std::stod(body.substr(at + name.size() + 2));
+}
+
+/// Turns the store's test hooks off when a test ends, passed or not.
+struct store_hooks_off {
+  ~store_hooks_off() {
+    storage::testing::refuse_writes(false);
+    storage::testing::hold_writes(false);
+  }
+};
+
 /// Polls `done` until it holds or `limit` passes (for effects that land
 /// after the response: a settlement after a client left).
 template <class F>
@@ -1009,9 +1024,7 @@ TEST_CASE("a store that refuses a call's writes: 503 instead of the answer, noth
   test::temp_dir dir;
   instance g{dir.str("data"), core::system_clock::instance(),
              [&](core::config& c) { c.llm.providers = {provider("mock", up.url())}; }};
-  struct restore {
-    ~restore() { storage::testing::refuse_writes(false); }
-  } restored;
+  store_hooks_off hooks_off;
   auto a = create_user(g, "alice");
   REQUIRE(g.call("POST", "/v1/chat/completions", a.key, chat_body()).status == 200);
   // Its charge is stored before the store starts refusing.
@@ -1042,24 +1055,13 @@ TEST_CASE("a store that refuses a call's writes: 503 instead of the answer, noth
         != std::string::npos);
 }
 
-namespace {
-/// The value of an unlabelled metric on /metrics (-1: not there).
-double metric(const instance& g, const std::string& name) {
-  const auto body = g.call("GET", "/metrics").body;
-  const auto at = body.find("\n" + name + " ");
-  return at == std::string::npos ? -1 : std::stod(body.substr(at + name.size() + 2));
-}
-} // namespace
-
 TEST_CASE("an answer that beats its call's writes waits for their commit, JSON and SSE",
           "[integration][llm]") {
   mock up;
   test::temp_dir dir;
   instance g{dir.str("data"), core::system_clock::instance(),
              [&](core::config& c) { c.llm.providers = {provider("mock", up.url())}; }};
-  struct restore {
-    ~restore() { storage::testing::hold_writes(false); }
-  } restored;
+  store_hooks_off hooks_off;
   auto a = create_user(g, "alice");
   const auto before = balance_micro(g, a.key);
   for (const bool stream : {false, true}) {
@@ -1107,9 +1109,7 @@ TEST_CASE("a demo stream the store refuses is a 503, counted as unavailable, not
   test::temp_dir dir;
   instance g{dir.str("data"), core::system_clock::instance(),
              [&](core::config& c) { c.llm.providers = {provider("demo", "builtin:demo")}; }};
-  struct restore {
-    ~restore() { storage::testing::refuse_writes(false); }
-  } restored;
+  store_hooks_off hooks_off;
   auto a = create_user(g, "alice");
   const auto before = balance_micro(g, a.key);
   storage::testing::refuse_writes(true);
