@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Two tollgate builds side by side on the LLM route at 32 connections, the
+# same load as llm.sh: req/s, and tollgate's CPU per call (user + system
+# time of the whole process over the run, from /proc/PID/stat). Rounds run
+# in ABBA order so that drift on a shared machine favours neither build;
+# each run starts its build on a fresh store and warms up for a second.
+#
+#   tools/bench/llm_ab.sh OLD_BINARY NEW_BINARY [ROUNDS]   # 4 rounds x 4 s
+#   DURATION=12s tools/bench/llm_ab.sh ...                  # longer runs
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+[ $# -ge 2 ] || { echo "usage: $0 OLD_BINARY NEW_BINARY [ROUNDS]" >&2; exit 2; }
+A=$1
+B=$2
+ROUNDS=${3:-4}
+SCRIPT=tools/bench/llm.lua
+DURATION=${DURATION:-4s}
+source tools/bench/lib.sh
+for b in "$A" "$B"; do [ -x "$b" ] || { echo "not an executable: $b" >&2; exit 2; }; done
+MOCK=${MOCK:-build/tools/mock_upstream}
+[ -x "$MOCK" ] || { echo "build first: scripts/build.sh" >&2; exit 1; }
+
+mock_port=$((PORT + 100))
+"$MOCK" --listen "127.0.0.1:$mock_port" --chunks 8 > "$work/mock.log" 2>&1 &
+EXTRA_PIDS+=("$!")
+wait_port "$mock_port"
+
+config="[limits]
+per_minute = 1000000000
+requests_per_day = 1000000000000
+tokens_per_day = 1000000000000
+tokens_per_month = 1000000000000
+[limits.plans]
+enterprise = 1000000000
+[accounts]
+initial_credits = 1000000000
+[[providers]]
+name = \"mock\"
+base_url = \"http://127.0.0.1:$mock_port/v1\"
+max_concurrency = 256
+queue_size = 4096
+[[providers.models]]
+id = \"m1\"
+prompt_price_per_mtok = 1
+completion_price_per_mtok = 2"
+
+hz=$(getconf CLK_TCK)
+url="http://127.0.0.1:$PORT/v1/chat/completions"
+runs=0
+
+# one LABEL BINARY: one measured run of that build.
+one() {
+  local label=$1 before after line calls rps
+  runs=$((runs + 1))
+  BIN=$2 start_tollgate "ab$runs" "$config"
+  export TG_BENCH_KEY=$TG_KEY
+  wrk -t1 -c32 -d1s -s "$SCRIPT" "$url" > /dev/null
+  before=$(awk '{print $14 + $15}' "/proc/$TG_PID/stat")
+  line=$(wrk -t1 -c32 -d"$DURATION" -s "$SCRIPT" "$url" | grep '^RESULT')
+  after=$(awk '{print $14 + $15}' "/proc/$TG_PID/stat")
+  stop_tollgate
+  calls=$(echo "$line" | sed 's/.*requests=\([0-9]*\).*/\1/')
+  rps=$(echo "$line" | sed 's/.*rps=\([0-9]*\).*/\1/')
+  echo "$label rps=$rps cpu_us_per_call=$(( (after - before) * 1000000 / hz / calls ))"
+  echo "$label $rps" >> "$results"
+}
+
+for r in $(seq 1 "$ROUNDS"); do
+  if [ $((r % 2)) = 1 ]; then
+    one A "$A"; one B "$B"
+  else
+    one B "$B"; one A "$A"
+  fi
+done
+echo "median req/s: A $(awk '$1=="A"{print $2}' "$results" | median), B $(awk '$1=="B"{print $2}' "$results" | median)"
