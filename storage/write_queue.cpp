@@ -1,6 +1,7 @@
 #include "storage/write_queue.hpp"
 
 #include <algorithm>
+#include <exception>
 #include <unordered_set>
 
 namespace tollgate::storage {
@@ -128,8 +129,18 @@ std::string write_queue::commit(std::vector<write_op>& ops) {
   keep_last_writes(ops);
   if (ops.empty())
     return {};
-  auto error = refusing.load(std::memory_order_relaxed) ? std::string{"writes refused (test hook)"}
-                                                        : apply_(ops);
+  std::string error;
+  if (refusing.load(std::memory_order_relaxed)) {
+    error = "writes refused (test hook)";
+  } else {
+    // Like an encoder's, an exception from the store stays here: the
+    // watermark must move on.
+    try {
+      error = apply_(ops);
+    } catch (const std::exception& e) {
+      error = std::string{"the store failed: "} + e.what();
+    }
+  }
   if (observe_)
     observe_(ops.size(), error.empty());
   return error;

@@ -241,6 +241,29 @@ TEST_CASE("write queue: the observer hears of every commit with its record count
   CHECK(seen[1] == std::make_pair(std::size_t{1}, false));
 }
 
+TEST_CASE("write queue: a store that throws refuses the batch, and the queue goes on",
+          "[storage][write_queue]") {
+  bool fail = true;
+  auto queue = std::make_shared<write_queue>([&](const std::vector<write_op>&) -> std::string {
+    if (fail)
+      throw std::runtime_error{"no space"};
+    return {};
+  });
+  auto& q = *queue;
+  std::string error;
+  std::uint64_t seq = 0;
+  {
+    write_queue::deferral burst;
+    seq = q.submit({put("a", "1")}, [&](const std::string& e) { error = e; });
+  }  // the flush in this destructor must not throw
+  CHECK(error.find("no space") != std::string::npos);
+  CHECK(q.check(0, seq) == status::failed);
+  fail = false;
+  const auto next = q.submit({put("b", "1")}, [&](const std::string& e) { error = e; });
+  CHECK(error.empty());
+  CHECK(q.check(next - 1, next) == status::committed);
+}
+
 TEST_CASE("write queue: an outage longer than the remembered ranges still reads as refused",
           "[storage][write_queue]") {
   recorder r;
