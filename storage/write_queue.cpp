@@ -92,9 +92,7 @@ std::uint64_t write_queue::enqueue(item it) {
     std::vector<write_op> ops;
     // A write that cannot be encoded is refused like one the disk refused:
     // the watermark moves on either way.
-    std::string error = encode(it, ops);
-    if (error.empty())
-      error = commit(ops);
+    std::string error = commit(ops, encode(it, ops));
     if (!error.empty())
       record_failure(seq - 1, seq);
     committed_.store(seq, std::memory_order_release);
@@ -125,24 +123,28 @@ std::uint64_t write_queue::enqueue(item it) {
   return seq;
 }
 
-std::string write_queue::commit(std::vector<write_op>& ops) {
-  keep_last_writes(ops);
-  if (ops.empty())
-    return {};
-  std::string error;
-  if (refusing.load(std::memory_order_relaxed)) {
-    error = "writes refused (test hook)";
-  } else {
-    // Like an encoder's, an exception from the store stays here: the
-    // watermark must move on.
-    try {
-      error = apply_(ops);
-    } catch (const std::exception& e) {
-      error = std::string{"the store failed: "} + e.what();
-    }
+std::string write_queue::commit(std::vector<write_op>& ops, std::string error) noexcept {
+  // Nothing thrown here may leave: a flush runs in a deferral's destructor,
+  // and the watermark must move on.
+  try {
+    keep_last_writes(ops);
+    if (error.empty() && ops.empty())
+      return {};
+    // An encoder's failure refuses the batch unwritten.
+    if (error.empty())
+      error = refusing.load(std::memory_order_relaxed) ? "writes refused (test hook)"
+                                                       : apply_(ops);
+  } catch (const std::exception& e) {
+    error = std::string{"the store failed: "} + e.what();
+  } catch (...) {
+    error = "the store failed";
   }
-  if (observe_)
-    observe_(ops.size(), error.empty());
+  try {
+    if (observe_)
+      observe_(ops.size(), error.empty());
+  } catch (...) {
+    // a metric is not worth the batch
+  }
   return error;
 }
 
@@ -195,19 +197,24 @@ void write_queue::flush() {
   std::string error;
   if (!items.empty()) {
     batch_.clear();
-    for (auto& i : items) {
-      // Every lazy write is made, even after one failed: making it is
-      // what tells its actor that the write left the queue.
-      std::vector<write_op> ops;
-      auto failed = encode(i, ops);
-      if (error.empty())
-        error = std::move(failed);
-      batch_.insert(batch_.end(), std::make_move_iterator(ops.begin()),
-                    std::make_move_iterator(ops.end()));
+    std::string unencoded;
+    try {
+      for (auto& i : items) {
+        // Every lazy write is made, even after one failed: making it is
+        // what tells its actor that the write left the queue.
+        std::vector<write_op> ops;
+        auto failed = encode(i, ops);
+        if (unencoded.empty())
+          unencoded = std::move(failed);
+        batch_.insert(batch_.end(), std::make_move_iterator(ops.begin()),
+                      std::make_move_iterator(ops.end()));
+      }
+    } catch (...) {
+      if (unencoded.empty())
+        unencoded = "the batch could not be built";
     }
     // One write that cannot be encoded refuses the batch whole.
-    if (error.empty())
-      error = commit(batch_);
+    error = commit(batch_, std::move(unencoded));
     batch_.clear();
   }
   std::vector<waiter> ready;

@@ -106,15 +106,18 @@ private:
   /// deferral's destructor, and the watermark must move on.
   static std::string encode(item& it, std::vector<write_op>& ops);
   /// Applies `ops` (nothing to apply: committed), less the ops a later
-  /// one of them overwrites; "" or the error.
-  std::string commit(std::vector<write_op>& ops);
+  /// one of them overwrites, unless `error` (an encoder's) refuses them;
+  /// tells the observer either way. "" or the error; never throws.
+  std::string commit(std::vector<write_op>& ops, std::string error) noexcept;
   void record_failure(std::uint64_t from, std::uint64_t upto);
 
   apply_fn apply_;
   observe_fn observe_;
   /// Held by a flush from taking its writes to committing them.
   std::mutex commit_mutex_;
-  /// The rest of the state; never held while RocksDB writes a batch.
+  /// The rest of the state. A flush does not hold it while RocksDB writes;
+  /// a write committed alone, outside a deferral (the threads scheduler),
+  /// does.
   mutable std::mutex mutex_;
   std::vector<item> pending_;
   bool flushing_ = false;  ///< a flush took writes and has not committed them
@@ -132,7 +135,8 @@ private:
 };
 
 namespace testing {
-/// Tests only: while on, every batch is refused (as by a failing disk).
+/// Tests only: while on, every batch with something to write is refused
+/// (as by a failing disk).
 void refuse_writes(bool on);
 /// Tests only: while on, writes stay queued (as behind a slow disk); the
 /// first flush after it is turned off commits them. Lets a test see what

@@ -236,9 +236,14 @@ TEST_CASE("write queue: the observer hears of every commit with its record count
   answer = "disk full";
   q.submit({put("c", "1")}, [](const std::string&) {});
   q.submit({}, [](const std::string&) {});  // nothing to write: no commit
-  REQUIRE(seen.size() == 2);
+  answer.clear();
+  // A write that cannot be encoded is a refused commit too.
+  q.submit_lazy([]() -> std::vector<write_op> { throw std::runtime_error{"bad"}; },
+                [](const std::string&) {});
+  REQUIRE(seen.size() == 3);
   CHECK(seen[0] == std::make_pair(std::size_t{2}, true));
   CHECK(seen[1] == std::make_pair(std::size_t{1}, false));
+  CHECK(seen[2] == std::make_pair(std::size_t{0}, false));
 }
 
 TEST_CASE("write queue: a store that throws refuses the batch, and the queue goes on",
