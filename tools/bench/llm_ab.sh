@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Two tollgate builds side by side on the LLM route at 32 connections, the
-# same load as llm.sh: req/s, and tollgate's CPU per call (user + system
-# time of the whole process over the run, from /proc/PID/stat). Rounds run
+# Two tollgate builds side by side on the LLM route at 32 connections (or
+# CONNS), the same load as llm.sh: req/s, p50, and tollgate's CPU per call
+# (user + system time of the whole process over the run, /proc/PID/stat). Rounds run
 # in ABBA order so that drift on a shared machine favours neither build;
 # each run starts its build on a fresh store and warms up for a second.
 #
 #   tools/bench/llm_ab.sh OLD_BINARY NEW_BINARY [ROUNDS]   # 4 rounds x 4 s
 #   DURATION=12s tools/bench/llm_ab.sh ...                  # longer runs
+#   CONNS=1 tools/bench/llm_ab.sh ...                       # latency
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ $# -ge 2 ] || { echo "usage: $0 OLD_BINARY NEW_BINARY [ROUNDS]" >&2; exit 2; }
@@ -15,6 +16,7 @@ B=$2
 ROUNDS=${3:-4}
 SCRIPT=tools/bench/llm.lua
 DURATION=${DURATION:-4s}
+CONNS=${CONNS:-32}
 source tools/bench/lib.sh
 for b in "$A" "$B"; do [ -x "$b" ] || { echo "not an executable: $b" >&2; exit 2; }; done
 MOCK=${MOCK:-build/tools/mock_upstream}
@@ -50,19 +52,20 @@ runs=0
 
 # one LABEL BINARY: one measured run of that build.
 one() {
-  local label=$1 before after line calls rps
+  local label=$1 before after line calls rps p50
   runs=$((runs + 1))
   BIN=$2 start_tollgate "ab$runs" "$config"
   export TG_BENCH_KEY=$TG_KEY
-  wrk -t1 -c32 -d1s -s "$SCRIPT" "$url" > /dev/null
+  wrk -t1 -c"$CONNS" -d1s -s "$SCRIPT" "$url" > /dev/null
   before=$(awk '{print $14 + $15}' "/proc/$TG_PID/stat")
-  line=$(wrk -t1 -c32 -d"$DURATION" -s "$SCRIPT" "$url" | grep '^RESULT')
+  line=$(wrk -t1 -c"$CONNS" -d"$DURATION" -s "$SCRIPT" "$url" | grep '^RESULT')
   after=$(awk '{print $14 + $15}' "/proc/$TG_PID/stat")
   stop_tollgate
   calls=$(echo "$line" | sed 's/.*requests=\([0-9]*\).*/\1/')
   rps=$(echo "$line" | sed 's/.*rps=\([0-9]*\).*/\1/')
-  echo "$label rps=$rps cpu_us_per_call=$(( (after - before) * 1000000 / hz / calls ))"
-  echo "$label $rps" >> "$results"
+  p50=$(echo "$line" | sed 's/.*p50_us=\([0-9]*\).*/\1/')
+  echo "$label rps=$rps p50_us=$p50 cpu_us_per_call=$(( (after - before) * 1000000 / hz / calls ))"
+  echo "$label $rps $p50" >> "$results"
 }
 
 for r in $(seq 1 "$ROUNDS"); do
@@ -72,4 +75,4 @@ for r in $(seq 1 "$ROUNDS"); do
     one B "$B"; one A "$A"
   fi
 done
-echo "median req/s: A $(awk '$1=="A"{print $2}' "$results" | median), B $(awk '$1=="B"{print $2}' "$results" | median)"
+echo "medians at $CONNS connections: A $(awk '$1=="A"{print $2}' "$results" | median) req/s, p50 $(awk '$1=="A"{print $3}' "$results" | median) us; B $(awk '$1=="B"{print $2}' "$results" | median) req/s, p50 $(awk '$1=="B"{print $3}' "$results" | median) us"
