@@ -86,3 +86,38 @@ table() {
     done
   done
 }
+
+# start_mock: the mock upstream (MOCK) on PORT+100, as mock_port, stopped
+# on exit; 8 chunks per streamed answer.
+start_mock() {
+  MOCK=${MOCK:-build/tools/mock_upstream}
+  [ -x "$MOCK" ] || { echo "build first: scripts/build.sh" >&2; exit 1; }
+  mock_port=$((PORT + 100))
+  "$MOCK" --listen "127.0.0.1:$mock_port" --chunks 8 > "$work/mock.log" 2>&1 &
+  EXTRA_PIDS+=("$!")
+  wait_port "$mock_port"
+}
+
+# llm_config: tollgate's settings for the LLM benchmarks (after start_mock):
+# limits and credits that admit every call, the mock as provider "mock"
+# serving model m1.
+llm_config() {
+  echo "[limits]
+per_minute = 1000000000
+requests_per_day = 1000000000000
+tokens_per_day = 1000000000000
+tokens_per_month = 1000000000000
+[limits.plans]
+enterprise = 1000000000
+[accounts]
+initial_credits = 1000000000
+[[providers]]
+name = \"mock\"
+base_url = \"http://127.0.0.1:$mock_port/v1\"
+max_concurrency = 256
+queue_size = 4096
+[[providers.models]]
+id = \"m1\"
+prompt_price_per_mtok = 1
+completion_price_per_mtok = 2"
+}

@@ -13,13 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 SCRIPT=tools/bench/llm.lua
 source tools/bench/lib.sh
-MOCK=${MOCK:-build/tools/mock_upstream}
-[ -x "$MOCK" ] || { echo "build first: scripts/build.sh" >&2; exit 1; }
-
-mock_port=$((PORT + 100))
-"$MOCK" --listen "127.0.0.1:$mock_port" --chunks 8 > "$work/mock.log" 2>&1 &
-EXTRA_PIDS+=("$!")
-wait_port "$mock_port"
+start_mock
 
 PORT=$mock_port measure mock-direct /v1/chat/completions
 
@@ -31,24 +25,7 @@ EXTRA_PIDS+=("$nginx_pid")
 for _ in $(seq 1 50); do curl -fs "http://127.0.0.1:$nginx_port/ping" >/dev/null && break; sleep 0.1; done
 PORT=$nginx_port measure nginx-proxy /v1/chat/completions
 
-start_tollgate llm "[limits]
-per_minute = 1000000000
-requests_per_day = 1000000000000
-tokens_per_day = 1000000000000
-tokens_per_month = 1000000000000
-[limits.plans]
-enterprise = 1000000000
-[accounts]
-initial_credits = 1000000000
-[[providers]]
-name = \"mock\"
-base_url = \"http://127.0.0.1:$mock_port/v1\"
-max_concurrency = 256
-queue_size = 4096
-[[providers.models]]
-id = \"m1\"
-prompt_price_per_mtok = 1
-completion_price_per_mtok = 2"
+start_tollgate llm "$(llm_config)"
 idle_rss=$(awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$TG_PID/status")
 export TG_BENCH_KEY=$TG_KEY
 measure tollgate /v1/chat/completions

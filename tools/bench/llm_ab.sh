@@ -19,32 +19,8 @@ DURATION=${DURATION:-4s}
 CONNS=${CONNS:-32}
 source tools/bench/lib.sh
 for b in "$A" "$B"; do [ -x "$b" ] || { echo "not an executable: $b" >&2; exit 2; }; done
-MOCK=${MOCK:-build/tools/mock_upstream}
-[ -x "$MOCK" ] || { echo "build first: scripts/build.sh" >&2; exit 1; }
-
-mock_port=$((PORT + 100))
-"$MOCK" --listen "127.0.0.1:$mock_port" --chunks 8 > "$work/mock.log" 2>&1 &
-EXTRA_PIDS+=("$!")
-wait_port "$mock_port"
-
-config="[limits]
-per_minute = 1000000000
-requests_per_day = 1000000000000
-tokens_per_day = 1000000000000
-tokens_per_month = 1000000000000
-[limits.plans]
-enterprise = 1000000000
-[accounts]
-initial_credits = 1000000000
-[[providers]]
-name = \"mock\"
-base_url = \"http://127.0.0.1:$mock_port/v1\"
-max_concurrency = 256
-queue_size = 4096
-[[providers.models]]
-id = \"m1\"
-prompt_price_per_mtok = 1
-completion_price_per_mtok = 2"
+start_mock
+config=$(llm_config)
 
 hz=$(getconf CLK_TCK)
 url="http://127.0.0.1:$PORT/v1/chat/completions"
