@@ -93,15 +93,7 @@ std::uint64_t write_queue::enqueue(item it) {
     // A write that cannot be encoded is refused like one the disk refused:
     // the watermark moves on either way.
     std::string error = commit(ops, encode(it, ops));
-    if (!error.empty())
-      record_failure(seq - 1, seq);
-    committed_.store(seq, std::memory_order_release);
-    std::vector<waiter> ready;
-    auto w = std::partition(waiters_.begin(), waiters_.end(),
-                            [seq](const waiter& x) { return x.upto > seq; });
-    for (auto i = w; i != waiters_.end(); ++i)
-      ready.push_back(std::move(*i));
-    waiters_.erase(w, waiters_.end());
+    auto ready = settle(seq - 1, seq, error);
     lock.unlock();
     if (it.done)
       it.done(error);
@@ -163,6 +155,23 @@ std::string write_queue::encode(item& it, std::vector<write_op>& ops) {
   }
 }
 
+std::vector<write_queue::waiter> write_queue::settle(std::uint64_t from, std::uint64_t upto,
+                                                    const std::string& error) {
+  if (!error.empty())
+    record_failure(from, upto);
+  committed_.store(upto, std::memory_order_release);
+  return take_ready();
+}
+
+std::vector<write_queue::waiter> write_queue::take_ready() {
+  const auto settled = committed_.load(std::memory_order_relaxed);
+  auto it = std::partition(waiters_.begin(), waiters_.end(),
+                           [settled](const waiter& w) { return w.upto > settled; });
+  std::vector<waiter> ready{std::make_move_iterator(it), std::make_move_iterator(waiters_.end())};
+  waiters_.erase(it, waiters_.end());
+  return ready;
+}
+
 void write_queue::record_failure(std::uint64_t from, std::uint64_t upto) {
   if (!failed_.empty() && failed_.back().second == from) {
     failed_.back().second = upto;
@@ -221,17 +230,11 @@ void write_queue::flush() {
   {
     std::lock_guard<std::mutex> lock{mutex_};
     if (!items.empty()) {
-      if (!error.empty())
-        record_failure(from, upto);
-      committed_.store(upto, std::memory_order_release);
+      ready = settle(from, upto, error);
       flushing_ = false;
+    } else {
+      ready = take_ready();
     }
-    const auto settled = committed_.load(std::memory_order_relaxed);
-    auto it = std::partition(waiters_.begin(), waiters_.end(),
-                             [settled](const waiter& w) { return w.upto > settled; });
-    for (auto w = it; w != waiters_.end(); ++w)
-      ready.push_back(std::move(*w));
-    waiters_.erase(it, waiters_.end());
   }
   // The acknowledgements may submit and flush again.
   one_at_a_time.unlock();

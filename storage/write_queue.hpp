@@ -109,6 +109,11 @@ private:
   /// one of them overwrites, unless `error` (an encoder's) refuses them;
   /// tells the observer either way. "" or the error; never throws.
   std::string commit(std::vector<write_op>& ops, std::string error) noexcept;
+  /// Under `mutex_`: the writes (from, upto] are settled, refused when
+  /// `error` is set; returns the waiters they release.
+  std::vector<waiter> settle(std::uint64_t from, std::uint64_t upto, const std::string& error);
+  /// Under `mutex_`: the waiters whose writes are all settled, taken out.
+  std::vector<waiter> take_ready();
   void record_failure(std::uint64_t from, std::uint64_t upto);
 
   apply_fn apply_;
