@@ -128,13 +128,12 @@ void schedule_persist(key_pointer self) {
 
 void queue_counters(key_pointer self);
 
-/// Writes ops for the key actor: through the write queue when the
-/// directory was given one, else through the storage actor. `done` gets
-/// the error ("" when committed). Every write of a key actor is its
-/// counters record, so through the queue `ops` are not used: the record is
-/// encoded when the batch is built, once for every change before it.
+/// Writes the key's counters record (its only record): through the write
+/// queue when the directory was given one, encoded when the batch is built
+/// (once for every change before it), else as it is now, through the
+/// storage actor. `done` gets the error ("" when committed).
 template <class Done>
-void store_ops(key_pointer self, std::vector<storage::write_op> ops, Done done) {
+void store_counters(key_pointer self, Done done) {
   auto& st = self->state;
   if (st.cfg.direct) {
     st.awaiting_write.emplace_back(std::move(done));
@@ -142,7 +141,7 @@ void store_ops(key_pointer self, std::vector<storage::write_op> ops, Done done) 
       queue_counters(self);
     return;
   }
-  write_ops(self, st.cfg.storage, std::move(ops), std::move(done));
+  write_ops(self, st.cfg.storage, counter_ops(st), std::move(done));
 }
 
 void persist(key_pointer self) {
@@ -151,8 +150,7 @@ void persist(key_pointer self) {
   if (!st.dirty || !st.cfg.storage)
     return;
   st.dirty = false;
-  // Through the queue the record is encoded when the batch is built.
-  store_ops(self, st.cfg.direct ? std::vector<storage::write_op>{} : counter_ops(st), [saved = st.counters_saved](const std::string& error) {
+  store_counters(self, [saved = st.counters_saved](const std::string& error) {
     if (!error.empty())
       spdlog::error("key actor: counters not saved: {}", error);
     else if (saved != nullptr)
@@ -218,8 +216,8 @@ void write_through(key_pointer self, Then then) {
     return;
   }
   if (st.cfg.direct) {
-    // In the queue now, before any grant it backs goes out (store_ops).
-    store_ops(self, {}, std::move(then));
+    // In the queue now, before any grant it backs goes out.
+    store_counters(self, std::move(then));
     return;
   }
   st.awaiting_write.emplace_back(std::move(then));
@@ -237,7 +235,7 @@ void commit_counters(key_pointer self) {
   auto waiting = std::move(st.awaiting_write);
   st.awaiting_write.clear();
   st.dirty = false;
-  store_ops(self, counter_ops(st), [waiting = std::move(waiting)](const std::string& error) {
+  store_counters(self, [waiting = std::move(waiting)](const std::string& error) {
     for (auto& w : waiting)
       w(error);
   });
@@ -447,10 +445,9 @@ key_actor::behavior_type key_impl(key_pointer self) {
       if (!st.cfg.storage)
         return write_ack{};
       st.dirty = false;
-      auto ops = st.cfg.direct ? std::vector<storage::write_op>{} : counter_ops(st);
       auto rp = self->make_response_promise<write_ack>();
-      store_ops(self, std::move(ops),
-                [rp](const std::string& error) mutable { rp.deliver(write_ack{error}); });
+      store_counters(self,
+                     [rp](const std::string& error) mutable { rp.deliver(write_ack{error}); });
       return rp;
     },
     [=](key_changed_atom, core::key_record& key, bool deleted) {
