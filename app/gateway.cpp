@@ -30,6 +30,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdlib>
+#include <functional>
 #include <iostream>
 #include <thread>
 
@@ -220,11 +221,15 @@ void gateway::start() {
   s.started = true;
   s.server->start();
   if (s.lane) {
-    // One request in flight runs its actors on the I/O thread; with more,
-    // they run on the lane's thread while the I/O thread serves the others.
+    // By default (0) the actors always run on the I/O thread. With a limit,
+    // from that many requests in flight on they run on the lane's thread
+    // while the I/O thread serves the others.
     const auto* in_flight = &s.http_metrics->in_flight;
     const auto limit = static_cast<std::int64_t>(s.cfg.actors.inline_below);
-    s.lane->attach(*s.io, [in_flight, limit] { return in_flight->value() >= limit; });
+    std::function<bool()> busy;
+    if (limit > 0)
+      busy = [in_flight, limit] { return in_flight->value() >= limit; };
+    s.lane->attach(*s.io, std::move(busy));
   }
   spdlog::info("tollgate {} listening on http://{}:{} (data dir {})", core::version,
                s.cfg.server.host, s.server->port(), s.cfg.storage.data_dir);

@@ -128,11 +128,16 @@ struct io_lane::state : std::enable_shared_from_this<io_lane::state> {
     bool wake_own = false;
     if (queue.empty()) {
       scheduled = drainer::none;
+    } else if (!(busy && busy())) {
+      // A long burst while the gateway is not busy: the rest runs after the
+      // sockets' ready handlers, on this thread still.
+      post_drain(lock);
     } else {
-      scheduled = drainer::own;  // a long burst: the rest on the own thread
+      scheduled = drainer::own;  // a long burst under load: the rest on the own thread
       wake_own = true;
     }
-    lock.unlock();
+    if (lock.owns_lock())
+      lock.unlock();
     if (wake_own)
       own_cv.notify_one();
     if (wake_idle)
