@@ -770,13 +770,32 @@ key_directory_actor::behavior_type directory_impl(directory_pointer self) {
 
 } // namespace
 
+namespace {
+
+template <class Int>
+void append_number(std::string& out, Int v) {
+  char buf[24];
+  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, static_cast<std::size_t>(end - buf));
+}
+
+} // namespace
+
 std::string encode_counters(const std::vector<std::pair<std::string, core::limiter_state>>& c,
                             std::uint64_t total_requests) {
-  std::string out = "v1\ttotal\t" + std::to_string(total_requests) + "\n";
+  // Written on every change of a key: one buffer, no temporaries.
+  std::string out;
+  out.reserve(32 + c.size() * 96);
+  out += "v1\ttotal\t";
+  append_number(out, total_requests);
+  out += '\n';
   for (const auto& [name, s] : c) {
     out += name;
-    out += '\t' + std::to_string(s.window_start) + '\t' + std::to_string(s.count) + '\t'
-           + std::to_string(s.previous) + '\t' + std::to_string(s.tat_us) + '\n';
+    for (const auto v : {s.window_start, s.count, s.previous, s.tat_us}) {
+      out += '\t';
+      append_number(out, v);
+    }
+    out += '\n';
   }
   return out;
 }

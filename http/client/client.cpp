@@ -916,11 +916,11 @@ private:
 
   void do_read_body() {
     phase_ = phase::body;
-    if (chunk_.empty())
-      chunk_.resize(chunk_bytes);
+    if (!chunk_)
+      chunk_.reset(new char[chunk_bytes]);  // not zeroed: the parser writes before we read
     auto& body = parser_->get().body();
-    body.data = chunk_.data();
-    body.size = chunk_.size();
+    body.data = chunk_.get();
+    body.size = chunk_bytes;
     // read_some, not read: a streamed body (SSE) must reach on_data as it
     // arrives, not when the chunk buffer happens to fill.
     with_stream([&](auto& s) {
@@ -936,8 +936,8 @@ private:
       return;
     if (ec == bhttp::error::need_buffer)
       ec = {};
-    const auto got = chunk_.size() - parser_->get().body().size;
-    if (got > 0 && !deliver({chunk_.data(), got}))
+    const auto got = chunk_bytes - parser_->get().body().size;
+    if (got > 0 && !deliver({chunk_.get(), got}))
       return;
     if (ec) {
       finish(read_error(ec));
@@ -1060,7 +1060,7 @@ private:
   std::optional<tcp::resolver> resolver_;
   std::optional<net::steady_timer> timer_;
   std::optional<bhttp::response_parser<bhttp::buffer_body>> parser_;
-  std::vector<char> chunk_;
+  std::unique_ptr<char[]> chunk_;
   upstream_head head_;
   std::string body_;
 };

@@ -20,6 +20,7 @@
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
+#include <simdjson.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -92,6 +93,31 @@ void read_usage(const rapidjson::Value& d, upstream_result& r) {
       if (u.HasMember(k) && u[k].IsInt64())
         r.completion_tokens = u[k].GetInt64();
   }
+}
+
+/// read_usage for a whole body, with simdjson (the hot path of every plain
+/// answer). False when the body is not a JSON object.
+bool read_body_usage(const std::string& body, upstream_result& r) {
+  // One parser per thread for ordinary answers; a huge one gets its own, so
+  // that a thread does not keep its buffers.
+  constexpr std::size_t reused_up_to = 1 << 20;
+  thread_local simdjson::dom::parser reused;
+  simdjson::dom::parser own;
+  auto& parser = body.size() <= reused_up_to ? reused : own;
+  simdjson::dom::object d;
+  if (parser.parse(body).get(d) != simdjson::SUCCESS)
+    return false;
+  simdjson::dom::object u;
+  if (d["usage"].get(u) != simdjson::SUCCESS)
+    return true;
+  std::int64_t v = 0;
+  for (const char* k : {"prompt_tokens", "input_tokens"})
+    if (u[k].get(v) == simdjson::SUCCESS)
+      r.prompt_tokens = v;
+  for (const char* k : {"completion_tokens", "output_tokens"})
+    if (u[k].get(v) == simdjson::SUCCESS)
+      r.completion_tokens = v;
+  return true;
 }
 
 /// The assistant's text in a non-streamed answer.
@@ -683,13 +709,8 @@ bool answer_on_io_thread(call_state& st, upstream_result& r) {
   if (!r.error.empty() || r.status < 200 || r.status >= 300
       || stored(st) != write_status::committed)
     return false;
-  if (st.req.kind != call_kind::images) {
-    rapidjson::Document d;
-    d.Parse(r.body.data(), r.body.size());
-    if (d.HasParseError() || !d.IsObject())
-      return false;
-    read_usage(d, r);
-  }
+  if (st.req.kind != call_kind::images && !read_body_usage(r.body, r))
+    return false;
   const auto prompt = std::max<std::int64_t>(
     0, r.prompt_tokens >= 0 ? r.prompt_tokens : st.req.prompt_tokens);
   const auto completion = std::max<std::int64_t>(0, r.completion_tokens);
