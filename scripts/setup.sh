@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config
   libcaf-dev libboost-dev libssl-dev libsimdjson-dev rapidjson-dev librocksdb-dev
   libtomlplusplus-dev libspdlog-dev libfmt-dev libcli11-dev catch2
-  curl prometheus wrk nginx-light
+  curl prometheus wrk nginx-light valgrind
 )
 
 missing=()
