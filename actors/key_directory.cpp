@@ -158,12 +158,39 @@ void persist(key_pointer self) {
   });
 }
 
+template <class Int>
+void append_number(std::string& out, Int v) {
+  char buf[24];
+  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, static_cast<std::size_t>(end - buf));
+}
+
+void append_counters_head(std::string& out, std::size_t limiters, std::uint64_t total_requests) {
+  // Written on every change of a key: one buffer, no temporaries.
+  out.reserve(out.size() + 32 + limiters * 96);
+  out += "v1\ttotal\t";
+  append_number(out, total_requests);
+  out += '\n';
+}
+
+void append_counters_line(std::string& out, const std::string& name,
+                          const core::limiter_state& s) {
+  out += name;
+  for (const auto v : {s.window_start, s.count, s.previous, s.tat_us}) {
+    out += '\t';
+    append_number(out, v);
+  }
+  out += '\n';
+}
+
 std::vector<storage::write_op> counter_ops(const key_state& st) {
-  std::vector<std::pair<std::string, core::limiter_state>> counters;
+  // encode_counters' format, straight from the limiters.
+  std::string value;
+  append_counters_head(value, st.limiters.size(), st.total_requests);
   for (const auto& [name, l] : st.limiters)
-    counters.emplace_back(name, l.state());
+    append_counters_line(value, name, l.state());
   return {{static_cast<std::uint8_t>(storage::column::usage), usage_key(st.key.hash),
-           encode_counters(counters, st.total_requests), false}};
+           std::move(value), false}};
 }
 
 /// One write of the counters in the write queue, encoded when its batch is
@@ -770,33 +797,12 @@ key_directory_actor::behavior_type directory_impl(directory_pointer self) {
 
 } // namespace
 
-namespace {
-
-template <class Int>
-void append_number(std::string& out, Int v) {
-  char buf[24];
-  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, static_cast<std::size_t>(end - buf));
-}
-
-} // namespace
-
 std::string encode_counters(const std::vector<std::pair<std::string, core::limiter_state>>& c,
                             std::uint64_t total_requests) {
-  // Written on every change of a key: one buffer, no temporaries.
   std::string out;
-  out.reserve(32 + c.size() * 96);
-  out += "v1\ttotal\t";
-  append_number(out, total_requests);
-  out += '\n';
-  for (const auto& [name, s] : c) {
-    out += name;
-    for (const auto v : {s.window_start, s.count, s.previous, s.tat_us}) {
-      out += '\t';
-      append_number(out, v);
-    }
-    out += '\n';
-  }
+  append_counters_head(out, c.size(), total_requests);
+  for (const auto& [name, s] : c)
+    append_counters_line(out, name, s);
   return out;
 }
 
