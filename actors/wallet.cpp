@@ -188,17 +188,34 @@ caf::error not_saved() {
 
 } // namespace
 
+namespace {
+
+/// `id` in 20 digits, zero-padded (snprintf's "%020llu", which cost a call
+/// about 3% of its instructions: two or three of these per call).
+void append_padded(std::string& out, std::uint64_t id) {
+  char digits[20];
+  for (int i = 19; i >= 0; --i) {
+    digits[i] = static_cast<char>('0' + id % 10);
+    id /= 10;
+  }
+  out.append(digits, sizeof digits);
+}
+
+} // namespace
+
 std::string balance_key(std::uint64_t user_id) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "b/%020llu", static_cast<unsigned long long>(user_id));
-  return buf;
+  std::string key = "b/";
+  append_padded(key, user_id);
+  return key;
 }
 
 std::string entry_key(std::uint64_t user_id, std::uint64_t entry_id) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "e/%020llu/%020llu", static_cast<unsigned long long>(user_id),
-                static_cast<unsigned long long>(entry_id));
-  return buf;
+  std::string key = "e/";
+  key.reserve(43);
+  append_padded(key, user_id);
+  key += '/';
+  append_padded(key, entry_id);
+  return key;
 }
 
 std::string encode(const ledger_entry& e) {

@@ -3,6 +3,7 @@
 #include "actors/provider.hpp"
 #include "actors/router.hpp"
 #include "actors/storage_actor.hpp"
+#include "actors/wallet.hpp"
 #include "core/api_key.hpp"
 #include "metrics/registry.hpp"
 
@@ -424,4 +425,15 @@ TEST_CASE("a waiter withdrawn from the head of a provider's queue lets the next 
   CHECK(answers[0].refusal == "cancelled");
   CHECK(answers[1].granted);  // at once, not at the old head's tick
   caf::anon_send_exit(p, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("ledger keys are zero-padded to 20 digits, so they sort by number", "[actors][wallet]") {
+  using tollgate::actors::balance_key;
+  using tollgate::actors::entry_key;
+  CHECK(balance_key(0) == "b/00000000000000000000");
+  CHECK(balance_key(42) == "b/00000000000000000042");
+  CHECK(balance_key(18446744073709551615ULL) == "b/18446744073709551615");
+  CHECK(entry_key(7, 1234567890123ULL) == "e/00000000000000000007/00000001234567890123");
+  CHECK(entry_key(7, 9) < entry_key(7, 10));
+  CHECK(entry_key(7, 18446744073709551615ULL) < entry_key(8, 0));
 }
