@@ -434,6 +434,10 @@ key_actor::behavior_type key_impl(key_pointer self) {
       }
       if (st.tokens_settled != nullptr)
         st.tokens_settled->inc(static_cast<std::uint64_t>(used));
+      // Sent without a reply wanted (the I/O thread's settlement): the
+      // usage report would be computed for nobody.
+      const auto* m = self->current_mailbox_element();
+      const bool wants_reply = m != nullptr && m->mid.is_request();
       if (used <= reserved) {
         // The stored counters already hold the whole reservation (it was
         // written before it counted), so they cover this use. What goes
@@ -441,16 +445,15 @@ key_actor::behavior_type key_impl(key_pointer self) {
         // one, an idle stop's or shutdown's): until then the stored use
         // overstates the key's, never understates it.
         schedule_persist(self);
-        const auto* m = self->current_mailbox_element();
-        if (m == nullptr || !m->mid.is_request())
-          return key_usage{};  // sent without a reply wanted (the I/O thread's settlement)
+        if (!wants_reply)
+          return key_usage{};
         return usage_of(st);
       }
       auto rp = self->make_response_promise<key_usage>();
-      write_through(self, [rp, self](const std::string& error) mutable {
+      write_through(self, [rp, self, wants_reply](const std::string& error) mutable {
         if (!error.empty())
           spdlog::error("key actor: settled token usage not stored: {}", error);
-        rp.deliver(usage_of(self->state));
+        rp.deliver(wants_reply ? usage_of(self->state) : key_usage{});
       });
       return rp;
     },
