@@ -37,6 +37,9 @@ struct wallet_state {
   bool commit_scheduled = false;
   /// A write waits in the write queue (`queue_pending`).
   bool write_queued = false;
+  /// The ledger sequence as last put in a write-queue batch (0: unknown).
+  /// A hold creates no entry: its batch need not rewrite the sequence.
+  std::uint64_t seq_queued = 0;
   state_life life = std::make_shared<char>();
 
   wallet_state() = default;
@@ -129,15 +132,20 @@ void queue_pending(wallet_pointer self) {
       auto ops = std::move(s.pending);
       s.pending.clear();
       t->done.swap(s.pending_done);
-      ops.push_back({static_cast<std::uint8_t>(storage::column::meta), "seq/ledger",
-                     std::to_string(s.next_entry), false});
+      if (s.next_entry != s.seq_queued) {
+        ops.push_back({static_cast<std::uint8_t>(storage::column::meta), "seq/ledger",
+                       std::to_string(s.next_entry), false});
+        s.seq_queued = s.next_entry;
+      }
       return ops;
     },
-    [alive, t](const std::string& error) {
+    [self, alive, t](const std::string& error) {
       if (alive.expired())
         return;
-      if (!error.empty())
+      if (!error.empty()) {
         spdlog::error("wallet: write not committed: {}", error);
+        self->state.seq_queued = 0;  // the next batch writes it again
+      }
       for (const auto& d : t->done)
         d(error.empty());
     });
@@ -306,8 +314,9 @@ wallet_snapshot load_wallet(storage::store& db) {
       spdlog::error("storage: undecodable seq/ledger; scanning the ledger");
     }
   }
-  // The sequence is written with every batch; a scan guards against a store
-  // written by a version that did not.
+  // The sequence is written with every batch that adds an entry; a scan
+  // guards against a batch that was lost, and a store written by a version
+  // that did not write it.
   for (const auto& [key, v] : db.scan(storage::column::ledger, "e/", all))
     if (auto e = decode_entry(v))
       snap.next_entry = std::max(snap.next_entry, e->id + 1);
