@@ -257,6 +257,10 @@ struct connection {
   std::optional<beast::tcp_stream> plain;
   std::optional<tls_stream> tls;
   beast::flat_buffer buffer;
+  /// Where bodies are read, chunk_bytes long once a call needed it: kept
+  /// with the connection, not allocated per call (a 16 KiB block takes
+  /// malloc's slow path).
+  std::unique_ptr<char[]> body_chunk;
   steady::time_point idle_since;
 
   beast::tcp_stream& lowest() { return tls ? tls->next_layer() : *plain; }
@@ -916,10 +920,11 @@ private:
 
   void do_read_body() {
     phase_ = phase::body;
-    if (!chunk_)
-      chunk_.reset(new char[chunk_bytes]);  // not zeroed: the parser writes before we read
+    auto& chunk = conn_->body_chunk;
+    if (!chunk)
+      chunk.reset(new char[chunk_bytes]);  // not zeroed: the parser writes before we read
     auto& body = parser_->get().body();
-    body.data = chunk_.get();
+    body.data = chunk.get();
     body.size = chunk_bytes;
     // read_some, not read: a streamed body (SSE) must reach on_data as it
     // arrives, not when the chunk buffer happens to fill.
@@ -937,7 +942,7 @@ private:
     if (ec == bhttp::error::need_buffer)
       ec = {};
     const auto got = chunk_bytes - parser_->get().body().size;
-    if (got > 0 && !deliver({chunk_.get(), got}))
+    if (got > 0 && !deliver({conn_->body_chunk.get(), got}))
       return;
     if (ec) {
       finish(read_error(ec));
@@ -1060,7 +1065,6 @@ private:
   std::optional<tcp::resolver> resolver_;
   std::optional<net::steady_timer> timer_;
   std::optional<bhttp::response_parser<bhttp::buffer_body>> parser_;
-  std::unique_ptr<char[]> chunk_;
   upstream_head head_;
   std::string body_;
 };
