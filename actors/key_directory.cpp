@@ -275,6 +275,7 @@ limit_report admit(key_pointer self, const admission& a) {
     return r;
   const auto now = st.clock->now();
   std::vector<core::limiter*> applied;
+  applied.reserve(4);
   for (const char* name : {"minute", "hour", "day"})
     if (auto it = st.limiters.find(name); it != st.limiters.end())
       applied.push_back(&it->second);
@@ -297,6 +298,7 @@ limit_report admit(key_pointer self, const admission& a) {
   r.reset = reset_epoch(d.reset);
   r.window = d.window.count();
   r.retry_after = d.retry_after.count();
+  r.policies.reserve(applied.size());
   for (auto* l : applied) {
     const auto& p = l->policy();
     const auto [start, end] = core::window_bounds(p, now);
@@ -367,6 +369,7 @@ key_actor::behavior_type key_impl(key_pointer self) {
         return make_error(core::errc::bad_request, "a reservation cannot be negative");
       const auto now = st.clock->now();
       std::vector<core::limiter*> budgets;
+      budgets.reserve(2);
       for (const char* name : {"tokens_day", "tokens_month"})
         if (auto it = st.limiters.find(name); it != st.limiters.end())
           budgets.push_back(&it->second);

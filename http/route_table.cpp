@@ -10,6 +10,7 @@ namespace {
 // ("/a//b", "/a/") are kept so that they never match a template.
 std::vector<std::string_view> split(std::string_view path) {
   std::vector<std::string_view> out;
+  out.reserve(8);
   if (!path.empty() && path[0] == '/')
     path.remove_prefix(1);
   if (path.empty())
