@@ -221,9 +221,9 @@ void gateway::start() {
   s.started = true;
   s.server->start();
   if (s.lane) {
-    // By default (0) the actors always run on the I/O thread. With a limit,
-    // from that many requests in flight on they run on the lane's thread
-    // while the I/O thread serves the others.
+    // One request in flight runs its actors on the I/O thread; with more,
+    // they run on the lane's thread while the I/O thread serves the others.
+    // With 0, they always run on the I/O thread.
     const auto* in_flight = &s.http_metrics->in_flight;
     const auto limit = static_cast<std::int64_t>(s.cfg.actors.inline_below);
     std::function<bool()> busy;

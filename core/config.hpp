@@ -55,8 +55,8 @@ struct actors_config {
   std::string scheduler = "io";
   /// With the "io" scheduler: the actors run on the I/O thread while fewer
   /// than this many requests are in flight, else on a thread of their own.
-  /// 0 (the default): always on the I/O thread.
-  unsigned inline_below = 0;
+  /// 0: always on the I/O thread.
+  unsigned inline_below = 2;
   unsigned threads = 0;  ///< CAF scheduler threads; 0 = cores minus server.io_threads (at least 1)
   /// Spins of an idle worker before it sleeps (CAF's default: 100).
   unsigned aggressive_poll_attempts = 100;

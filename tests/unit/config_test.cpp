@@ -24,7 +24,7 @@ TEST_CASE("an empty file and a single table are valid and keep defaults", "[app]
   CHECK(empty.storage.data_dir == "./data");
   CHECK(empty.log.level == "info");
   CHECK(empty.actors.scheduler == "io");
-  CHECK(empty.actors.inline_below == 0);
+  CHECK(empty.actors.inline_below == 2);
 
   const auto one = parse_config("[log]\nlevel = \"warn\"\n", "t.toml");
   CHECK(one.log.level == "warn");
