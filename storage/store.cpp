@@ -69,20 +69,29 @@ std::unique_ptr<store> store::open(const options& opts) {
   db_opts.keep_log_file_num = 4;
   db_opts.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
 
-  // A key's counters, a user's balance and the sequence numbers are
-  // rewritten on every call. Updated in place in the memtable, they keep it
-  // small instead of adding a version per write (8% of a call's
-  // instructions at one connection, BENCHMARKS.md). In-place updates give
-  // up snapshot consistency for these families: nothing here reads them
-  // through snapshots, and the only iterators over them run at start-up or
-  // over ledger entries, which are written once.
+  // A user's balance and the ledger sequence are rewritten on every call.
+  // Updated in place in the memtable, they keep it small instead of adding
+  // a version per write (BENCHMARKS.md). In-place updates give up snapshot
+  // consistency, and RocksDB writes a value's new length before it takes
+  // the key's lock, so a concurrent read of the same key could see a cut
+  // value. Here the balances and sequences are read only at start-up, and
+  // the only iterator at run time reads ledger entries, which are written
+  // once. A key's counters (usage) are read whenever a key actor starts,
+  // maybe while its last write is still pending: they keep new versions.
+  // RocksDB then hands out no snapshots for the whole store; nothing here
+  // takes one.
   db_opts.allow_concurrent_memtable_write = false;  // required by in-place updates
+  // A family that rarely flushes (balances updated in place, users, keys)
+  // holds every log file since its last flush. Past this size RocksDB
+  // flushes it, which bounds the log replayed at start-up (the default
+  // here would be about 4 GiB).
+  db_opts.max_total_wal_size = 256ULL << 20;
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   descriptors.emplace_back(rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions{});
   for (std::size_t i = 0; i < column_count; ++i) {
     const auto c = static_cast<column>(i);
     rocksdb::ColumnFamilyOptions cf_opts;
-    cf_opts.inplace_update_support = c == column::meta || c == column::usage || c == column::ledger;
+    cf_opts.inplace_update_support = c == column::meta || c == column::ledger;
     descriptors.emplace_back(names[i], cf_opts);
   }
 
