@@ -128,9 +128,10 @@ struct io_lane::state : std::enable_shared_from_this<io_lane::state> {
     bool wake_own = false;
     if (queue.empty()) {
       scheduled = drainer::none;
-    } else if (!(busy && busy())) {
+    } else if (ioc != nullptr && ep == epoch && !(busy && busy())) {
       // A long burst while the gateway is not busy: the rest runs after the
-      // sockets' ready handlers, on this thread still.
+      // sockets' ready handlers, on this thread still. (Not after a detach,
+      // nor after an attach that already queued the next drain.)
       post_drain(lock);
     } else {
       scheduled = drainer::own;  // a long burst under load: the rest on the own thread
