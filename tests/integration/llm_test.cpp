@@ -82,6 +82,14 @@ double metric(const instance& g, const std::string& name) {
 }
 
 /// Turns the store's test hooks off when a test ends, passed or not.
+/// A gateway whose one provider, "mock", is a fresh mock upstream.
+struct gateway_on_mock {
+  mock up;
+  test::temp_dir dir;
+  instance g{dir.str("data"), core::system_clock::instance(),
+             [this](core::config& c) { c.llm.providers = {provider("mock", up.url())}; }};
+};
+
 struct store_hooks_off {
   ~store_hooks_off() {
     storage::testing::refuse_writes(false);
@@ -174,10 +182,8 @@ TEST_CASE("chat completion as JSON: relayed, tokens and credits exact, ledger du
 
 TEST_CASE("chat completion as SSE: relayed as it comes, usage from the stream",
           "[integration][llm]") {
-  mock up;
-  test::temp_dir dir;
-  instance g{dir.str("data"), core::system_clock::instance(),
-             [&](core::config& c) { c.llm.providers = {provider("mock", up.url())}; }};
+  gateway_on_mock setup;
+  auto& g = setup.g;
   auto a = create_user(g, "alice");
   test::connection c{g.port()};
   const auto body = chat_body(true);
@@ -923,10 +929,8 @@ TEST_CASE("a call withdrawn from a fallback's queue ends as the client's cancel"
 
 TEST_CASE("a response as SSE (/v1/responses): relayed, usage from response.completed",
           "[integration][llm]") {
-  mock up;
-  test::temp_dir dir;
-  instance g{dir.str("data"), core::system_clock::instance(),
-             [&](core::config& c) { c.llm.providers = {provider("mock", up.url())}; }};
+  gateway_on_mock setup;
+  auto& g = setup.g;
   auto a = create_user(g, "alice");
   test::connection c{g.port()};
   c.send(test::make_request("POST", "/v1/responses", "Authorization: Bearer " + a.key + "\r\n",
@@ -1020,10 +1024,8 @@ TEST_CASE("a store that refuses a call's writes: 503 instead of the answer, noth
   // the call may reach the client before they did. When the store refuses
   // them, the client gets a 503, never the upstream's answer, and the call
   // settles as nothing used.
-  mock up;
-  test::temp_dir dir;
-  instance g{dir.str("data"), core::system_clock::instance(),
-             [&](core::config& c) { c.llm.providers = {provider("mock", up.url())}; }};
+  gateway_on_mock setup;
+  auto& g = setup.g;
   store_hooks_off hooks_off;
   auto a = create_user(g, "alice");
   REQUIRE(g.call("POST", "/v1/chat/completions", a.key, chat_body()).status == 200);
@@ -1057,10 +1059,8 @@ TEST_CASE("a store that refuses a call's writes: 503 instead of the answer, noth
 
 TEST_CASE("an answer that beats its call's writes waits for their commit, JSON and SSE",
           "[integration][llm]") {
-  mock up;
-  test::temp_dir dir;
-  instance g{dir.str("data"), core::system_clock::instance(),
-             [&](core::config& c) { c.llm.providers = {provider("mock", up.url())}; }};
+  gateway_on_mock setup;
+  auto& g = setup.g;
   store_hooks_off hooks_off;
   auto a = create_user(g, "alice");
   const auto before = balance_micro(g, a.key);
