@@ -1,8 +1,11 @@
 #include "storage/write_queue.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <exception>
 #include <unordered_set>
+
+#include <pthread.h>
 
 namespace tollgate::storage {
 
@@ -61,6 +64,21 @@ constexpr std::size_t max_failed_ranges = 256;
 std::atomic<bool> refusing{false};  ///< testing::refuse_writes
 std::atomic<bool> holding{false};   ///< testing::hold_writes
 
+/// testing::hold_writer
+std::mutex writer_hook_mutex;
+std::condition_variable writer_hook_cv;
+bool writer_hold = false;
+bool writer_held = false;
+
+void writer_hook() {
+  std::unique_lock<std::mutex> lock{writer_hook_mutex};
+  if (!writer_hold)
+    return;
+  writer_held = true;
+  writer_hook_cv.wait_for(lock, std::chrono::seconds{10}, [] { return !writer_hold; });
+  writer_held = false;
+}
+
 } // namespace
 
 write_queue::write_queue(apply_fn apply, observe_fn observe)
@@ -89,6 +107,7 @@ std::uint64_t write_queue::enqueue(item it) {
     // the watermark stays whole, and `done` runs here, in the submitting
     // actor's step.
     submitted_.store(seq, std::memory_order_release);
+    taken_ = seq;
     std::vector<write_op> ops;
     // A write that cannot be encoded is refused like one the disk refused:
     // the watermark moves on either way.
@@ -198,9 +217,10 @@ void write_queue::flush() {
     std::lock_guard<std::mutex> lock{mutex_};
     if (!pending_.empty() && !holding.load(std::memory_order_relaxed)) {
       items.swap(pending_);
-      from = committed_.load(std::memory_order_relaxed);
+      from = taken_;
       upto = submitted_.load(std::memory_order_relaxed);
-      flushing_ = true;
+      taken_ = upto;
+      ++flushing_;
     }
   }
   std::string error;
@@ -222,6 +242,20 @@ void write_queue::flush() {
       if (unencoded.empty())
         unencoded = "the batch could not be built";
     }
+    // Under load, or behind a batch still with the writer: the writer
+    // commits it, in the order the batches were handed over (this flush
+    // still holds `commit_mutex_`).
+    {
+      std::lock_guard<std::mutex> lock{writer_mutex_};
+      if (writer_running_
+          && (writer_busy_ || !handed_.empty() || acks_outstanding_ > 0
+              || (!writer_stopping_ && offload_when_ && offload_when_()))) {
+        handed_.push_back({std::move(batch_), std::move(unencoded), std::move(items), from, upto});
+        batch_ = {};
+        writer_cv_.notify_one();
+        return;
+      }
+    }
     // One write that cannot be encoded refuses the batch whole.
     error = commit(batch_, std::move(unencoded));
     batch_.clear();
@@ -231,7 +265,7 @@ void write_queue::flush() {
     std::lock_guard<std::mutex> lock{mutex_};
     if (!items.empty()) {
       ready = settle(from, upto, error);
-      flushing_ = false;
+      --flushing_;
     } else {
       ready = take_ready();
     }
@@ -243,6 +277,99 @@ void write_queue::flush() {
       i.done(error);
   for (auto& w : ready)
     w.fn();
+}
+
+write_queue::~write_queue() {
+  stop_offload();
+}
+
+void write_queue::offload(std::function<bool()> when, back_fn back) {
+  std::lock_guard<std::mutex> one_at_a_time{offload_mutex_};
+  if (!when || !back)
+    return;
+  std::lock_guard<std::mutex> lock{writer_mutex_};
+  offload_when_ = std::move(when);
+  back_ = std::move(back);
+  if (writer_running_)
+    return;
+  writer_running_ = true;
+  writer_stopping_ = false;
+  writer_ = std::thread{[this] {
+    pthread_setname_np(pthread_self(), "tg.writer");
+    writer_loop();
+  }};
+}
+
+void write_queue::stop_offload() {
+  std::lock_guard<std::mutex> one_at_a_time{offload_mutex_};
+  {
+    std::lock_guard<std::mutex> lock{writer_mutex_};
+    if (!writer_.joinable())
+      return;
+    writer_stopping_ = true;
+  }
+  writer_cv_.notify_one();
+  writer_.join();
+  std::lock_guard<std::mutex> lock{writer_mutex_};
+  offload_when_ = nullptr;
+  back_ = nullptr;
+  writer_stopping_ = false;
+}
+
+void write_queue::writer_loop() {
+  std::unique_lock<std::mutex> lock{writer_mutex_};
+  for (;;) {
+    writer_cv_.wait(lock, [this] { return !handed_.empty() || writer_stopping_; });
+    if (handed_.empty()) {
+      // Stopping with nothing left: from now on every flush commits itself
+      // (once the acknowledgements handed to `back` ran).
+      writer_running_ = false;
+      return;
+    }
+    auto h = std::move(handed_.front());
+    handed_.pop_front();
+    writer_busy_ = true;
+    const auto back = back_;
+    lock.unlock();
+    struct acks {
+      std::vector<item> items;
+      std::vector<waiter> ready;
+      std::string error;
+    };
+    auto a = std::make_shared<acks>();
+    writer_hook();
+    a->error = commit(h.batch, std::move(h.unencoded));
+    {
+      std::lock_guard<std::mutex> state{mutex_};
+      a->ready = settle(h.from, h.upto, a->error);
+      --flushing_;
+    }
+    a->items = std::move(h.items);
+    lock.lock();
+    // Until they ran, later batches still go through here: their
+    // acknowledgements then come after these.
+    ++acks_outstanding_;
+    writer_busy_ = false;
+    lock.unlock();
+    // The acknowledgements run where the actors run: they touch the state
+    // of the actors that wrote. The job holds the only reference, so the
+    // actors' closures end there too. (`back` must not throw: an exception
+    // ends the process rather than losing acknowledgements someone waits for.)
+    back([self = weak_from_this(), a = std::move(a)] {
+      for (auto& i : a->items)
+        if (i.done)
+          i.done(a->error);
+      for (auto& w : a->ready)
+        w.fn();
+      a->items.clear();
+      a->ready.clear();
+      if (auto q = self.lock()) {
+        std::lock_guard<std::mutex> l{q->writer_mutex_};
+        --q->acks_outstanding_;
+      }
+    });
+    lock.lock();
+  }
 }
 
 write_queue::status write_queue::check(std::uint64_t from, std::uint64_t upto) const {
@@ -295,6 +422,19 @@ void refuse_writes(bool on) {
 
 void hold_writes(bool on) {
   holding.store(on);
+}
+
+void hold_writer(bool on) {
+  {
+    std::lock_guard<std::mutex> lock{writer_hook_mutex};
+    writer_hold = on;
+  }
+  writer_hook_cv.notify_all();
+}
+
+bool writer_holding() {
+  std::lock_guard<std::mutex> lock{writer_hook_mutex};
+  return writer_held;
 }
 } // namespace testing
 

@@ -3,11 +3,14 @@
 #include "storage/store.hpp"
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -16,7 +19,8 @@ namespace tollgate::storage {
 /// The hot path's writes (token counters, credit balances, ledger entries),
 /// committed in the order they were submitted.
 ///
-/// Outside a `deferral`, a write commits before `submit` returns. Inside
+/// Outside a `deferral`, a write commits before `submit` returns (unless a
+/// batch is with the writer thread, below: it then queues behind). Inside
 /// one (the io lane opens one around each burst of actor work), writes wait
 /// for the deferral's end, where every write of the burst goes into one
 /// WriteBatch: one WAL append instead of one per actor, and it happens after
@@ -43,8 +47,31 @@ public:
   /// Over a store: `store::apply`.
   static std::shared_ptr<write_queue> over(std::shared_ptr<store> db, observe_fn observe = {});
 
+  ~write_queue();
+
   write_queue(const write_queue&) = delete;
   write_queue& operator=(const write_queue&) = delete;
+
+  /// Runs a function where the actors run (the io lane), later.
+  using back_fn = std::function<void(std::function<void()>)>;
+
+  /// From now on, a flush for which `when()` says so (the gateway: under
+  /// load) still builds its batch on the flushing thread, where the lazy
+  /// writes read their actors' state, but hands the RocksDB write to a
+  /// writer thread of the queue's own. That thread then moves the watermark
+  /// and gives the writes' `done` and the released waiters to `back`, so
+  /// that they run where the actors run, as they would after a flush there.
+  /// Batches still commit in submission order, and their acknowledgements
+  /// run in that order: while a batch is with the writer, or its
+  /// acknowledgements have not run yet, every later batch goes there too.
+  /// `back` must not throw, and must work until `stop_offload` returned.
+  /// Null arguments change nothing.
+  void offload(std::function<bool()> when, back_fn back);
+
+  /// Waits until the writer committed what it holds (its acknowledgements
+  /// went to `back`, and may not have run yet), then ends it: every flush
+  /// commits on its own thread again. Also done by the destructor.
+  void stop_offload();
 
   /// Queues `ops` (one write); `done(error)` runs once, after the batch
   /// holding them was committed ("" then) or refused. Returns the write's
@@ -75,7 +102,8 @@ public:
   status check(std::uint64_t from, std::uint64_t upto) const;
 
   /// Runs `fn` once every write up to `upto` was committed or refused: at
-  /// once when they are, else on the thread of the flush that settles them.
+  /// once when they are, else on the thread of the flush that settles them,
+  /// or through `back` when the writer thread settled them.
   void when_committed(std::uint64_t upto, std::function<void()> fn);
 
   /// While one lives on a thread, that thread's submits wait for its end
@@ -99,6 +127,17 @@ private:
     make_fn make;  ///< set: the ops come from it at flush time
     done_fn done;
   };
+
+  /// A batch built by a flush, for the writer thread.
+  struct handed {
+    std::vector<write_op> batch;
+    std::string unencoded;  ///< an encoder's error: refuses the batch
+    std::vector<item> items;
+    std::uint64_t from = 0;
+    std::uint64_t upto = 0;
+  };
+
+  void writer_loop();
 
   std::uint64_t enqueue(item it);
   /// The item's ops into `ops` (a lazy one's from its `make`); "" or why
@@ -125,7 +164,11 @@ private:
   /// does.
   mutable std::mutex mutex_;
   std::vector<item> pending_;
-  bool flushing_ = false;  ///< a flush took writes and has not committed them
+  /// Batches taken by a flush and not committed yet (with the writer, more
+  /// than one).
+  int flushing_ = 0;
+  /// The last write number a flush took: the next batch starts after it.
+  std::uint64_t taken_ = 0;
   std::vector<write_op> batch_;  ///< reused by flush, under commit_mutex_
   std::vector<waiter> waiters_;
   /// Ranges (from, upto] of refused batches, oldest first; adjacent ones
@@ -137,6 +180,20 @@ private:
   std::atomic<std::uint64_t> submitted_{0};
   std::atomic<std::uint64_t> committed_{0};  ///< settled: committed or refused
   std::atomic<bool> any_failed_{false};
+
+  /// Held by offload and stop_offload.
+  std::mutex offload_mutex_;
+  /// The writer thread and its queue, under `writer_mutex_`.
+  std::mutex writer_mutex_;
+  std::condition_variable writer_cv_;
+  std::deque<handed> handed_;
+  bool writer_running_ = false;  ///< takes batches (until it stopped)
+  bool writer_busy_ = false;     ///< a batch is being written
+  int acks_outstanding_ = 0;     ///< given to `back`, not run yet
+  bool writer_stopping_ = false;
+  std::function<bool()> offload_when_;  ///< set while the writer runs
+  back_fn back_;
+  std::thread writer_;
 };
 
 namespace testing {
@@ -147,6 +204,11 @@ void refuse_writes(bool on);
 /// first flush after it is turned off commits them. Lets a test see what
 /// waits for a commit.
 void hold_writes(bool on);
+/// Tests only: while on, the writer thread holds the batch it took (for up
+/// to 10 s) before committing it, as behind a slow disk.
+void hold_writer(bool on);
+/// Tests only: whether the writer thread is holding a batch now.
+bool writer_holding();
 } // namespace testing
 
 } // namespace tollgate::storage

@@ -2,8 +2,14 @@
 
 #include <catch2/catch.hpp>
 
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace tollgate;
@@ -304,4 +310,186 @@ TEST_CASE("write queue: a call's range from the commit watermark sees a shared w
     upto_second = r.queue->submitted();  // nothing new submitted for it
   }
   CHECK(r.queue->check(from_second, upto_second) == status::failed);
+}
+
+namespace {
+
+/// A store whose writes can be held at a gate, from another thread: what
+/// each batch held, and the thread that wrote it.
+struct gated_store {
+  std::mutex mutex;
+  std::condition_variable cv;
+  bool open = true;
+  std::string answer;
+  std::vector<std::vector<std::string>> batches;
+  std::vector<std::thread::id> writers;
+
+  write_queue::apply_fn apply() {
+    return [this](const std::vector<write_op>& ops) {
+      std::unique_lock<std::mutex> lock{mutex};
+      // Bounded: a batch written on the wrong thread fails the test, not hangs it.
+      if (!cv.wait_for(lock, std::chrono::seconds{10}, [this] { return open; }))
+        return std::string{"the gate stayed shut"};
+      std::vector<std::string> b;
+      for (const auto& op : ops)
+        b.push_back(op.key + "=" + op.value);
+      batches.push_back(std::move(b));
+      writers.push_back(std::this_thread::get_id());
+      return answer;
+    };
+  }
+  void set_open(bool o) {
+    {
+      std::lock_guard<std::mutex> lock{mutex};
+      open = o;
+    }
+    cv.notify_all();
+  }
+};
+
+/// Where the writer's acknowledgements go (the lane, in the gateway): kept
+/// until the test runs them.
+struct backlog {
+  std::mutex mutex;
+  std::condition_variable cv;
+  std::vector<std::function<void()>> fns;
+
+  write_queue::back_fn back() {
+    return [this](std::function<void()> fn) {
+      {
+        std::lock_guard<std::mutex> lock{mutex};
+        fns.push_back(std::move(fn));
+      }
+      cv.notify_all();
+    };
+  }
+  /// Waits (bounded) until `n` acknowledgements came; true if they did.
+  bool wait_for(std::size_t n) {
+    std::unique_lock<std::mutex> lock{mutex};
+    return cv.wait_for(lock, std::chrono::seconds{10}, [&] { return fns.size() >= n; });
+  }
+  void run_all() {
+    std::vector<std::function<void()>> now;
+    {
+      std::lock_guard<std::mutex> lock{mutex};
+      now.swap(fns);
+    }
+    for (auto& f : now)
+      f();
+  }
+};
+
+} // namespace
+
+TEST_CASE("write queue: under load a writer thread commits the batches, in order, and "
+          "their acknowledgements run where the actors run",
+          "[storage][write_queue]") {
+  gated_store db;
+  backlog lane;
+  auto q = std::make_shared<write_queue>(db.apply());
+  std::atomic<bool> loaded{true};
+  q->offload([&loaded] { return loaded.load(); }, lane.back());
+  std::vector<std::string> done;
+
+  db.set_open(false);  // the first batch stays in the writer's hands
+  {
+    write_queue::deferral burst;
+    q->submit({put("a", "1")}, [&](const std::string& e) { done.push_back("a:" + e); });
+  }
+  // The flush returned without writing: the write is pending, nothing acknowledged.
+  CHECK(q->submitted() == 1);
+  CHECK(q->check(0, 1) == status::pending);
+  bool waited = false;
+  q->when_committed(1, [&] { waited = true; });
+
+  // Load gone, but a batch is still with the writer: the next one queues
+  // behind it instead of overtaking it on this thread.
+  loaded = false;
+  {
+    write_queue::deferral burst;
+    q->submit({put("b", "2")}, [&](const std::string& e) { done.push_back("b:" + e); });
+  }
+  CHECK(q->check(1, 2) == status::pending);
+
+  db.set_open(true);
+  REQUIRE(lane.wait_for(2));
+  CHECK(q->committed() == 2);
+  CHECK(q->check(0, 2) == status::committed);
+  {
+    std::lock_guard<std::mutex> lock{db.mutex};
+    REQUIRE(db.batches.size() == 2);
+    CHECK(db.batches[0] == std::vector<std::string>{"a=1"});
+    CHECK(db.batches[1] == std::vector<std::string>{"b=2"});
+    CHECK(db.writers[0] != std::this_thread::get_id());
+    CHECK(db.writers[1] == db.writers[0]);
+  }
+  // Committed, but acknowledged only where `back` runs them, in order.
+  CHECK(done.empty());
+  CHECK_FALSE(waited);
+  // The writer is idle, but its acknowledgements have not run: a batch now
+  // still goes through it, so that its own come after them.
+  {
+    write_queue::deferral burst;
+    q->submit({put("x", "9")}, [&](const std::string& e) { done.push_back("x:" + e); });
+  }
+  REQUIRE(lane.wait_for(3));
+  CHECK(done.empty());
+  lane.run_all();
+  CHECK(done == std::vector<std::string>{"a:", "b:", "x:"});
+  CHECK(waited);
+
+  // Idle writer, no load: the flush writes on its own thread again.
+  {
+    write_queue::deferral burst;
+    q->submit({put("c", "3")}, [&](const std::string& e) { done.push_back("c:" + e); });
+  }
+  CHECK(done.back() == "c:");
+  {
+    std::lock_guard<std::mutex> lock{db.mutex};
+    REQUIRE(db.writers.size() == 4);
+    CHECK(db.writers[2] == db.writers[0]);
+    CHECK(db.writers[3] == std::this_thread::get_id());
+  }
+  q->stop_offload();
+}
+
+TEST_CASE("write queue: the writer refuses what the store refused, and stopping it commits "
+          "what it holds",
+          "[storage][write_queue]") {
+  gated_store db;
+  backlog lane;
+  auto q = std::make_shared<write_queue>(db.apply());
+  q->offload([] { return true; }, lane.back());
+  db.answer = "disk full";
+  std::vector<std::string> done;
+  {
+    write_queue::deferral burst;
+    q->submit({put("a", "1")}, [&](const std::string& e) { done.push_back(e); });
+  }
+  REQUIRE(lane.wait_for(1));
+  CHECK(q->check(0, 1) == status::failed);
+  lane.run_all();
+  CHECK(done == std::vector<std::string>{"disk full"});
+
+  db.answer.clear();
+  db.set_open(false);
+  {
+    write_queue::deferral burst;
+    q->submit({put("b", "2")}, [&](const std::string& e) { done.push_back("b:" + e); });
+  }
+  CHECK(q->check(1, 2) == status::pending);
+  db.set_open(true);
+  q->stop_offload();  // returns once the writer wrote it
+  CHECK(q->check(1, 2) == status::committed);
+  REQUIRE(lane.wait_for(1));
+  lane.run_all();
+  CHECK(done.back() == "b:");
+  // Stopped: a flush writes on its own thread, whatever the load.
+  {
+    write_queue::deferral burst;
+    q->submit({put("c", "3")}, [&](const std::string& e) { done.push_back("c:" + e); });
+  }
+  CHECK(done.back() == "c:");
+  std::lock_guard<std::mutex> lock{db.mutex};
+  CHECK(db.writers.back() == std::this_thread::get_id());
 }
