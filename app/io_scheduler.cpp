@@ -3,12 +3,14 @@
 #include "storage/write_queue.hpp"
 
 #include <boost/asio/defer.hpp>
+#include <spdlog/spdlog.h>
 #include <boost/asio/io_context.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 #include <caf/detail/set_thread_name.hpp>
 #include <caf/detail/thread_safe_actor_clock.hpp>
 #include <caf/execution_unit.hpp>
+#include <caf/ref_counted.hpp>
 #include <caf/resumable.hpp>
 #include <caf/scheduler/abstract_coordinator.hpp>
 
@@ -24,6 +26,29 @@ namespace tollgate::app {
 namespace net = boost::asio;
 
 namespace {
+
+/// A function run as a job of the lane (io_lane::post).
+class function_job final : public caf::resumable, public caf::ref_counted {
+public:
+  explicit function_job(std::function<void()> fn) : fn_(std::move(fn)) {}
+  subtype_t subtype() const override { return function_object; }
+  resume_result resume(caf::execution_unit*, std::size_t) override {
+    // An escaping exception would end the thread that drains the lane.
+    try {
+      fn_();
+    } catch (const std::exception& e) {
+      spdlog::error("a job of the io lane failed: {}", e.what());
+    } catch (...) {
+      spdlog::error("a job of the io lane failed");
+    }
+    return done;
+  }
+  void intrusive_ptr_add_ref_impl() override { ref(); }
+  void intrusive_ptr_release_impl() override { deref(); }
+
+private:
+  std::function<void()> fn_;
+};
 
 class unit final : public caf::execution_unit {
 public:
@@ -323,6 +348,10 @@ void io_lane::attach(net::io_context& ioc, std::function<bool()> busy) {
 
 void io_lane::detach() {
   st_->detach();
+}
+
+void io_lane::post(std::function<void()> fn) {
+  st_->push(new function_job(std::move(fn)));  // the queue holds its one reference
 }
 
 void io_lane::wait_idle() {

@@ -43,6 +43,10 @@ public:
   /// is destroyed.
   void detach();
 
+  /// Runs `fn` as a job of the lane, after the jobs queued before it: one
+  /// at a time with the actors, as an actor's step would. Any thread.
+  void post(std::function<void()> fn);
+
   /// Waits until no actor job is queued or running (for tests).
   void wait_idle();
 

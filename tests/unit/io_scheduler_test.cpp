@@ -13,6 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <stdexcept>
 #include <future>
 #include <thread>
 
@@ -192,4 +193,37 @@ TEST_CASE("the io lane yields to the sockets after 64 steps, and under load hand
   lane->wait_idle();
   io.stop();
   lane->detach();
+}
+
+TEST_CASE("a function posted to the io lane runs as one of its jobs: on the I/O thread once "
+          "attached, on the own thread after",
+          "[app][scheduler]") {
+  caf::actor_system_config cfg;
+  auto lane = tollgate::app::io_lane::install(cfg);
+  io_thread io;
+  {
+    caf::actor_system sys{cfg};
+    auto a = sys.spawn(where);
+    const auto own = ask(sys, a);
+    lane->wait_idle();
+    lane->attach(io.ioc, nullptr);
+
+    const auto posted_on = [&] {
+      auto ran = std::make_shared<std::promise<std::uint64_t>>();
+      auto f = ran->get_future();
+      lane->post([ran] { ran->set_value(this_thread_hash()); });
+      REQUIRE(f.wait_for(10s) == std::future_status::ready);
+      return f.get();
+    };
+    CHECK(posted_on() == io.id);
+    // An exception in a posted function stays in the lane, which goes on.
+    lane->post([] { throw std::runtime_error{"boom"}; });
+    CHECK(posted_on() == io.id);
+    CHECK(ask(sys, a) == io.id);
+
+    io.stop();
+    lane->detach();
+    CHECK(posted_on() == own);
+    anon_send_exit(a, caf::exit_reason::user_shutdown);
+  }
 }
