@@ -37,6 +37,9 @@ struct wallet_state {
   bool commit_scheduled = false;
   /// A write waits in the write queue (`queue_pending`).
   bool write_queued = false;
+  /// The number of the last write put in the write queue: once its batch
+  /// is built it may still wait for a writer thread to commit it.
+  std::uint64_t last_write = 0;
   /// The ledger sequence as last put in a write-queue batch (0: unknown).
   /// A hold creates no entry: its batch need not rewrite the sequence.
   std::uint64_t seq_queued = 0;
@@ -123,7 +126,7 @@ void queue_pending(wallet_pointer self) {
   };
   auto t = std::make_shared<taken>();
   std::weak_ptr<char> alive = st.life;
-  st.direct->submit_lazy(
+  st.last_write = st.direct->submit_lazy(
     [self, alive, t]() -> std::vector<storage::write_op> {
       if (alive.expired())
         return {};
@@ -495,9 +498,13 @@ wallet_actor spawn_wallet(caf::actor_system& sys, wallet_snapshot snapshot, stor
             },
             [rp](caf::error& e) mutable { rp.deliver(std::move(e)); });
         };
-        // A charge still in the write queue is read after it commits.
-        if (self->state.write_queued)
-          self->state.pending_done.emplace_back(std::move(scan));
+        // A charge still in the write queue is read after it commits; so
+        // is one whose batch is built but still with the writer thread.
+        auto& st = self->state;
+        if (st.write_queued)
+          st.pending_done.emplace_back(std::move(scan));
+        else if (st.direct && st.direct->committed() < st.last_write)
+          st.direct->when_committed(st.last_write, [scan]() mutable { scan(true); });
         else
           scan(true);
         return rp;

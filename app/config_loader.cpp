@@ -428,6 +428,10 @@ const std::map<std::string, section_schema>& schema() {
         [](const place& p, core::config& c) {
           c.storage.max_batch = static_cast<std::size_t>(get_int(p, 1, 1'000'000));
         }},
+       {"writer_from",
+        [](const place& p, core::config& c) {
+          c.storage.writer_from = static_cast<unsigned>(get_int(p, 0, 1'000'000));
+        }},
      }},
     {"log",
      {

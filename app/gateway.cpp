@@ -46,6 +46,9 @@ struct gateway::impl {
   /// Set with `actors.scheduler = "io"`: runs the actors on the I/O threads
   /// once the server runs them.
   std::shared_ptr<io_lane> lane;
+  /// Token and credit writes without fsync; its writer thread, when it has
+  /// one, hands its acknowledgements to the lane.
+  std::shared_ptr<storage::write_queue> writes;
   std::unique_ptr<caf::actor_system> system;
   actors::storage_actor storage;
   actors::key_directory_actor directory;
@@ -153,6 +156,7 @@ void gateway::start() {
       storage_metrics.committed(records, ok);
     });
   dir_cfg.direct = writes;
+  s.writes = writes;
   s.directory = actors::spawn_key_directory(*s.system, s.clock, dir_cfg, s.registry);
   s.accounts = actors::spawn_accounts(
     *s.system, std::move(snapshot), s.storage, s.directory, s.clock,
@@ -230,6 +234,13 @@ void gateway::start() {
     if (limit > 0)
       busy = [in_flight, limit] { return in_flight->value() >= limit; };
     s.lane->attach(*s.io, std::move(busy));
+    // Under load the writes' RocksDB commit leaves the thread that runs the
+    // actors (BENCHMARKS.md, "A writer thread under load").
+    if (s.writes && s.cfg.storage.writer_from > 0) {
+      const auto from = static_cast<std::int64_t>(s.cfg.storage.writer_from);
+      s.writes->offload([in_flight, from] { return in_flight->value() >= from; },
+                        [lane = s.lane](std::function<void()> fn) { lane->post(std::move(fn)); });
+    }
   }
   spdlog::info("tollgate {} listening on http://{}:{} (data dir {})", core::version,
                s.cfg.server.host, s.server->port(), s.cfg.storage.data_dir);
@@ -280,6 +291,10 @@ bool gateway::shutdown() {
   // their own for the rest of the shutdown.
   if (s.lane)
     s.lane->detach();
+  // What the writer holds commits now; its acknowledgements go to the
+  // lane's own thread.
+  if (s.writes)
+    s.writes->stop_offload();
   if (s.llm && s.llm->watch) {
     // Calls queued at a provider are refused now instead of at their queue
     // timeout, so they settle within the wait below. First: a call

@@ -42,6 +42,10 @@ struct storage_config {
   std::chrono::milliseconds commit_delay{0};
   /// A group commit never holds more than this many writes.
   std::size_t max_batch = 1024;
+  /// With the "io" scheduler: from this many requests in flight, the token
+  /// and credit writes of a burst are committed by a writer thread instead
+  /// of the thread that ran the burst. 0: never.
+  unsigned writer_from = 2;
 };
 
 struct log_config {
@@ -55,8 +59,9 @@ struct actors_config {
   std::string scheduler = "io";
   /// With the "io" scheduler: the actors run on the I/O thread while fewer
   /// than this many requests are in flight, else on a thread of their own.
-  /// 0: always on the I/O thread.
-  unsigned inline_below = 2;
+  /// 0 (the default): always on the I/O thread, with the writes committed by
+  /// a writer thread under load (`storage.writer_from`).
+  unsigned inline_below = 0;
   unsigned threads = 0;  ///< CAF scheduler threads; 0 = cores minus server.io_threads (at least 1)
   /// Spins of an idle worker before it sleeps (CAF's default: 100).
   unsigned aggressive_poll_attempts = 100;

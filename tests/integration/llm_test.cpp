@@ -94,6 +94,7 @@ struct store_hooks_off {
   ~store_hooks_off() {
     storage::testing::refuse_writes(false);
     storage::testing::hold_writes(false);
+    storage::testing::hold_writer(false);
   }
 };
 
@@ -1124,4 +1125,37 @@ TEST_CASE("a demo stream the store refuses is a 503, counted as unavailable, not
   CHECK(m.find(R"(tollgate_llm_calls_total{provider="demo",model="m1",outcome="ok"} 0)")
         != std::string::npos);
   CHECK(metric(g, "tollgate_storage_commit_failures_total") >= 1);
+}
+
+TEST_CASE("with a writer thread, a ledger listing waits for an entry whose batch it holds",
+          "[integration][llm][credits]") {
+  store_hooks_off hooks;
+  test::temp_dir dir;
+  // Every batch goes to the writer thread (one request in flight is load).
+  instance g{dir.str("data"), core::system_clock::instance(),
+             [](core::config& c) { c.storage.writer_from = 1; }};
+  const auto admin = g.admin();
+  auto a = create_user(g, "alice");
+  const auto before = ledger(g, a.key)["data"].Size();
+
+  storage::testing::hold_writer(true);
+  test::connection credit{g.port()};
+  credit.send(test::make_request("POST", "/admin/add_credits",
+                                 "Authorization: Bearer " + admin + "\r\n",
+                                 R"({"user_id":)" + std::to_string(a.id) + R"(,"credits":2})"));
+  REQUIRE(eventually([] { return storage::testing::writer_holding(); }));
+  // The credit's batch is built (the wallet no longer has a write queued)
+  // but not committed: the listing waits for it instead of reading the
+  // store without it.
+  test::connection listing{g.port(), 1s};
+  listing.send(test::make_request("GET", "/user/ledger", "Authorization: Bearer " + a.key + "\r\n"));
+  CHECK_FALSE(listing.read_response());  // nothing within its 1 s timeout
+  storage::testing::hold_writer(false);
+  auto c = credit.read_response();
+  REQUIRE(c);
+  CHECK(c->status == 200);
+  auto l = listing.read_response();
+  REQUIRE(l);
+  REQUIRE(l->status == 200);
+  CHECK(json(*l)["data"].Size() == before + 1);
 }

@@ -24,7 +24,8 @@ TEST_CASE("an empty file and a single table are valid and keep defaults", "[app]
   CHECK(empty.storage.data_dir == "./data");
   CHECK(empty.log.level == "info");
   CHECK(empty.actors.scheduler == "io");
-  CHECK(empty.actors.inline_below == 2);
+  CHECK(empty.actors.inline_below == 0);
+  CHECK(empty.storage.writer_from == 2);
 
   const auto one = parse_config("[log]\nlevel = \"warn\"\n", "t.toml");
   CHECK(one.log.level == "warn");
@@ -56,6 +57,7 @@ data_dir = "/tmp/x"
 sync_writes = true
 commit_delay_ms = 2
 max_batch = 7
+writer_from = 5
 [log]
 level = "off"
 access_log = false
@@ -82,6 +84,7 @@ moderate_poll_attempts = 6
   CHECK(cfg.storage.sync_writes);
   CHECK(cfg.storage.commit_delay.count() == 2);
   CHECK(cfg.storage.max_batch == 7);
+  CHECK(cfg.storage.writer_from == 5);
   CHECK(cfg.log.level == "off");
   CHECK_FALSE(cfg.log.access_log);
   CHECK(cfg.actors.scheduler == "threads");
