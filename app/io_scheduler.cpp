@@ -3,7 +3,6 @@
 #include "storage/write_queue.hpp"
 
 #include <boost/asio/defer.hpp>
-#include <spdlog/spdlog.h>
 #include <boost/asio/io_context.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
@@ -13,6 +12,7 @@
 #include <caf/ref_counted.hpp>
 #include <caf/resumable.hpp>
 #include <caf/scheduler/abstract_coordinator.hpp>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <condition_variable>

@@ -321,8 +321,9 @@ void write_queue::writer_loop() {
   for (;;) {
     writer_cv_.wait(lock, [this] { return !handed_.empty() || writer_stopping_; });
     if (handed_.empty()) {
-      // Stopping with nothing left: from now on every flush commits itself
-      // (once the acknowledgements handed to `back` ran).
+      // Stopping with nothing left: from now on every flush commits itself,
+      // even before the last acknowledgements handed to `back` ran (at
+      // shutdown, where nothing waits on their order any more).
       writer_running_ = false;
       return;
     }
