@@ -508,21 +508,38 @@ TEST_CASE("LLM routes refuse bad input with 400/404 and list models in both shap
                c.llm.providers = {p};
              }};
   auto a = create_user(g, "alice");
-  for (const char* body :
-       {"not json", "[]", R"({"messages":[{"role":"user","content":"x"}]})",
-        R"({"model":"m1"})", R"({"model":"m1","messages":[]})",
-        R"({"model":"m1","messages":[{"content":"x"}]})",
-        R"({"model":"m1","messages":[{"role":"user","content":5}]})",
-        R"({"model":"m1","stream":"yes","messages":[{"role":"user","content":"x"}]})",
-        R"({"model":"m1","max_tokens":0,"messages":[{"role":"user","content":"x"}]})",
-        R"({"model":"m1","max_tokens":"9","messages":[{"role":"user","content":"x"}]})",
-        // Priced and reserved by one occurrence, served by the other: refused.
-        R"({"model":"m1","model":"m2","messages":[{"role":"user","content":"x"}]})",
-        R"({"model":"m1","max_tokens":1,"max_tokens":100000,"messages":[{"role":"user","content":"x"}]})"}) {
+  // Each bad body, and the parameter its error names ("" for none).
+  const std::vector<std::pair<const char*, const char*>> bad = {
+    {"not json", ""},
+    {"[]", ""},
+    {R"({"messages":[{"role":"user","content":"x"}]})", "model"},
+    {R"({"model":"","messages":[{"role":"user","content":"x"}]})", "model"},
+    {R"({"model":"m1"})", "messages"},
+    {R"({"model":"m1","messages":[]})", "messages"},
+    {R"({"model":"m1","messages":{"role":"user"}})", "messages"},
+    {R"({"model":"m1","messages":[{"content":"x"}]})", "messages"},
+    {R"({"model":"m1","messages":["x"]})", "messages"},
+    {R"({"model":"m1","messages":[{"role":"user","content":5}]})", "messages"},
+    {R"({"model":"m1","messages":[{"role":"user","content":["x"]}]})", "messages"},
+    {R"({"model":"m1","stream":"yes","messages":[{"role":"user","content":"x"}]})", "stream"},
+    {R"({"model":"m1","max_tokens":0,"messages":[{"role":"user","content":"x"}]})", ""},
+    {R"({"model":"m1","max_tokens":"9","messages":[{"role":"user","content":"x"}]})", ""},
+    {R"({"model":"m1","max_tokens":5.0,"messages":[{"role":"user","content":"x"}]})", ""},
+    {R"({"model":"m1","max_completion_tokens":10000001,"messages":[{"role":"user","content":"x"}]})", ""},
+    // Priced and reserved by one occurrence, served by the other: refused.
+    {R"({"model":"m1","model":"m2","messages":[{"role":"user","content":"x"}]})", "model"},
+    {R"({"model":"m1","max_tokens":1,"max_tokens":100000,"messages":[{"role":"user","content":"x"}]})",
+     "max_tokens"}};
+  for (const auto& [body, param] : bad) {
     auto r = g.call("POST", "/v1/chat/completions", a.key, body);
     INFO(body << " -> " << r.body);
     CHECK(r.status == 400);
-    CHECK(str(json(r)["error"]["type"]) == "invalid_request_error");
+    auto e = json(r);
+    CHECK(str(e["error"]["type"]) == "invalid_request_error");
+    if (*param == '\0')
+      CHECK(e["error"]["param"].IsNull());
+    else
+      CHECK(str(e["error"]["param"]) == param);
   }
   CHECK(ledger(g, a.key)["data"].Size() == 0);  // none of them was charged
   auto r = g.call("POST", "/v1/chat/completions", a.key,
