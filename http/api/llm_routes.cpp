@@ -143,6 +143,67 @@ void launch(std::shared_ptr<const llm::context> ctx, const actors::services& svc
   llm::start_call(std::move(ctx), svc, std::move(r), out);
 }
 
+/// The end of both chat parsers: the session from the query, the prompt
+/// estimate (`bytes` of text in `messages` messages), then the call.
+void launch_chat(std::shared_ptr<const llm::context> ctx, const actors::services& svc,
+                 core::api_request& req, core::responder_ptr& out, const core::principal& who,
+                 llm::call_request&& r, std::size_t bytes, std::size_t messages) {
+  auto q = parse_query(req.query);
+  if (!q) {
+    bad_request(out, true, q.error);
+    return;
+  }
+  if (auto it = q.value.find("session_id"); it != q.value.end())
+    r.session_id = it->second;
+  r.prompt_tokens = core::llm::estimate_prompt_tokens(bytes, messages);
+  launch(std::move(ctx), svc, req, out, who, std::move(r));
+}
+
+/// The chat route with a rapidjson DOM: the answers for every body simdjson
+/// refuses to parse (a byte-order mark, an integer beyond 64 bits anywhere,
+/// invalid UTF-8), which rapidjson reads as it always did.
+void chat_rapidjson(std::shared_ptr<const llm::context> ctx, const actors::services& svc,
+                    core::api_request& req, core::responder_ptr& out,
+                    const core::principal& who) {
+  rapidjson::Document d;
+  llm::call_request r;
+  if (!begin_call(ctx, req, out, true, llm::call_kind::chat, d, r))
+    return;
+  if (!d.HasMember("messages") || !d["messages"].IsArray() || d["messages"].Empty()) {
+    bad_request(out, true, "messages must be a non-empty array", "messages");
+    return;
+  }
+  std::size_t bytes = 0;
+  for (const auto& m : d["messages"].GetArray()) {
+    if (!m.IsObject() || !m.HasMember("role") || !m["role"].IsString()) {
+      bad_request(out, true, "each message needs a role", "messages");
+      return;
+    }
+    const bool user = std::string_view{m["role"].GetString()} == "user";
+    if (m.HasMember("content")
+        && !content_bytes(m["content"], bytes, user ? &r.user_text : nullptr)) {
+      bad_request(out, true, "message content must be a string or an array of parts",
+                  "messages");
+      return;
+    }
+  }
+  if (d.HasMember("stream")) {
+    if (!d["stream"].IsBool()) {
+      bad_request(out, true, "stream must be a boolean", "stream");
+      return;
+    }
+    r.stream = d["stream"].GetBool();
+  }
+  std::string err;
+  if (!positive_int(d, "max_tokens", r.max_tokens, err)
+      || !positive_int(d, "max_completion_tokens", r.max_tokens, err)) {
+    bad_request(out, true, err);
+    return;
+  }
+  launch_chat(std::move(ctx), svc, req, out, who, std::move(r), bytes,
+              d["messages"].GetArray().Size());
+}
+
 /// content_bytes for a simdjson element (the chat route's parser).
 bool content_bytes(simdjson::dom::element c, std::size_t& n, std::string* text) {
   std::string_view sv;
@@ -190,20 +251,29 @@ bool positive_int(simdjson::dom::object d, const char* k, std::int64_t& out, std
 
 /// The chat route, the hot one, reads its body with simdjson (the house
 /// JSON-in library; about 4% of a call's instructions with a rapidjson DOM).
-/// The checks and their answers are begin_call's and those below.
+/// The checks and their answers are chat_rapidjson's. One difference: a
+/// string with a NUL (`"m1\u0000x"`) is read whole, where rapidjson's
+/// GetString stopped at the NUL and priced a model the upstream never saw.
 void chat(std::shared_ptr<const llm::context> ctx, const actors::services& svc,
           core::api_request& req, core::responder_ptr& out, const core::principal& who) {
   if (!no_llm_guard(ctx, out, true))
     return;
-  // One parser per thread for ordinary bodies (it keeps its buffers); a
-  // huge one gets its own, so that the thread does not keep them. Every
-  // element read below is used before this function returns.
-  constexpr std::size_t reused_up_to = 1 << 20;
+  // One parser per thread for ordinary bodies (it keeps buffers of about
+  // 15 times the largest body it read); a larger one gets its own, so that
+  // the thread does not keep them. Every element read below is used before
+  // this function returns.
+  constexpr std::size_t reused_up_to = 64 * 1024;
   thread_local simdjson::dom::parser reused;
   simdjson::dom::parser own;
   auto& parser = req.body.size() <= reused_up_to ? reused : own;
+  simdjson::dom::element root;
+  if (parser.parse(req.body).get(root) != simdjson::SUCCESS) {
+    // Not JSON to simdjson: rapidjson decides, as before this parser.
+    chat_rapidjson(std::move(ctx), svc, req, out, who);
+    return;
+  }
   simdjson::dom::object d;
-  if (parser.parse(req.body).get(d) != simdjson::SUCCESS) {
+  if (root.get(d) != simdjson::SUCCESS) {
     bad_request(out, true, "the body must be a JSON object");
     return;
   }
@@ -262,15 +332,7 @@ void chat(std::shared_ptr<const llm::context> ctx, const actors::services& svc,
     bad_request(out, true, err);
     return;
   }
-  auto q = parse_query(req.query);
-  if (!q) {
-    bad_request(out, true, q.error);
-    return;
-  }
-  if (auto it = q.value.find("session_id"); it != q.value.end())
-    r.session_id = it->second;
-  r.prompt_tokens = core::llm::estimate_prompt_tokens(bytes, messages.size());
-  launch(std::move(ctx), svc, req, out, who, std::move(r));
+  launch_chat(std::move(ctx), svc, req, out, who, std::move(r), bytes, messages.size());
 }
 
 void responses(std::shared_ptr<const llm::context> ctx, const actors::services& svc,

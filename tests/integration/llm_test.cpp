@@ -508,34 +508,56 @@ TEST_CASE("LLM routes refuse bad input with 400/404 and list models in both shap
                c.llm.providers = {p};
              }};
   auto a = create_user(g, "alice");
-  // Each bad body, and the parameter its error names ("" for none).
-  const std::vector<std::pair<const char*, const char*>> bad = {
-    {"not json", ""},
-    {"[]", ""},
-    {R"({"messages":[{"role":"user","content":"x"}]})", "model"},
-    {R"({"model":"","messages":[{"role":"user","content":"x"}]})", "model"},
-    {R"({"model":"m1"})", "messages"},
-    {R"({"model":"m1","messages":[]})", "messages"},
-    {R"({"model":"m1","messages":{"role":"user"}})", "messages"},
-    {R"({"model":"m1","messages":[{"content":"x"}]})", "messages"},
-    {R"({"model":"m1","messages":["x"]})", "messages"},
-    {R"({"model":"m1","messages":[{"role":"user","content":5}]})", "messages"},
-    {R"({"model":"m1","messages":[{"role":"user","content":["x"]}]})", "messages"},
-    {R"({"model":"m1","stream":"yes","messages":[{"role":"user","content":"x"}]})", "stream"},
-    {R"({"model":"m1","max_tokens":0,"messages":[{"role":"user","content":"x"}]})", ""},
-    {R"({"model":"m1","max_tokens":"9","messages":[{"role":"user","content":"x"}]})", ""},
-    {R"({"model":"m1","max_tokens":5.0,"messages":[{"role":"user","content":"x"}]})", ""},
-    {R"({"model":"m1","max_completion_tokens":10000001,"messages":[{"role":"user","content":"x"}]})", ""},
-    // Priced and reserved by one occurrence, served by the other: refused.
-    {R"({"model":"m1","model":"m2","messages":[{"role":"user","content":"x"}]})", "model"},
-    {R"({"model":"m1","max_tokens":1,"max_tokens":100000,"messages":[{"role":"user","content":"x"}]})",
-     "max_tokens"}};
-  for (const auto& [body, param] : bad) {
+  // Each bad body, the parameter its error names ("" for none), and its message.
+  struct bad_body {
+    std::string body;
+    const char* param;
+    const char* message;
+  };
+  const std::string x = R"("messages":[{"role":"user","content":"x"}])";
+  const std::vector<bad_body> bad = {
+    {"not json", "", "the body must be a JSON object"},
+    {"[]", "", "the body must be a JSON object"},
+    {"{" + x + "}", "model", "model is required and must be a string"},
+    {R"({"model":"",)" + x + "}", "model", "model is required"},
+    {R"({"model":"m1"})", "messages", "messages must be a non-empty array"},
+    {R"({"model":"m1","messages":[]})", "messages", "messages must be a non-empty array"},
+    {R"({"model":"m1","messages":{"role":"user"}})", "messages", "non-empty array"},
+    {R"({"model":"m1","messages":[{"content":"x"}]})", "messages", "each message needs a role"},
+    {R"({"model":"m1","messages":[{"role":5,"content":"x"}]})", "messages", "needs a role"},
+    {R"({"model":"m1","messages":["x"]})", "messages", "each message needs a role"},
+    {R"({"model":"m1","messages":[{"role":"user","content":5}]})", "messages",
+     "message content must be a string or an array of parts"},
+    {R"({"model":"m1","messages":[{"role":"user","content":["x"]}]})", "messages",
+     "an array of parts"},
+    {R"({"model":"m1","stream":"yes",)" + x + "}", "stream", "stream must be a boolean"},
+    {R"({"model":"m1","stream":null,)" + x + "}", "stream", "stream must be a boolean"},
+    {R"({"model":"m1","max_tokens":0,)" + x + "}", "", "max_tokens must be a positive integer"},
+    {R"({"model":"m1","max_tokens":-3,)" + x + "}", "", "max_tokens must be a positive integer"},
+    {R"({"model":"m1","max_tokens":"9",)" + x + "}", "", "max_tokens must be a positive integer"},
+    {R"({"model":"m1","max_tokens":5.0,)" + x + "}", "", "max_tokens must be a positive integer"},
+    {R"({"model":"m1","max_tokens":9223372036854775808,)" + x + "}", "",
+     "max_tokens must be a positive integer"},
+    {R"({"model":"m1","max_completion_tokens":10000001,)" + x + "}", "",
+     "max_completion_tokens must be a positive integer"},
+    // Priced and reserved by one occurrence, served by the other: refused,
+    // also when one is written with an escape.
+    {R"({"model":"m1","model":"m2",)" + x + "}", "model", "'model' appears more than once"},
+    {R"({"mo\u0064el":"m1","model":"m2",)" + x + "}", "model", "'model' appears more than once"},
+    {R"({"model":"m1","max_tokens":1,"max_tokens":100000,)" + x + "}", "max_tokens",
+     "'max_tokens' appears more than once"},
+    // What simdjson does not parse (a byte-order mark, an integer beyond 64
+    // bits) is read as before: the answer names what is wrong in it.
+    {"\xEF\xBB\xBF" R"({"model":"m1"})", "messages", "messages must be a non-empty array"},
+    {R"({"model":"m1","seed":99999999999999999999})", "messages",
+     "messages must be a non-empty array"}};
+  for (const auto& [body, param, message] : bad) {
     auto r = g.call("POST", "/v1/chat/completions", a.key, body);
     INFO(body << " -> " << r.body);
     CHECK(r.status == 400);
     auto e = json(r);
     CHECK(str(e["error"]["type"]) == "invalid_request_error");
+    CHECK(str(e["error"]["message"]).find(message) != std::string::npos);
     if (*param == '\0')
       CHECK(e["error"]["param"].IsNull());
     else
