@@ -693,6 +693,57 @@ TEST_CASE("a client that leaves before a JSON answer cancels the upstream call",
   CHECK(tokens_used(g, a.key) < 50);
 }
 
+TEST_CASE("pipelined calls on one connection are all answered: the next request is not a leave",
+          "[integration][llm]") {
+  // While a call waits for its upstream, the session watches the client;
+  // the next request's bytes arriving must not count as the client gone.
+  mock up;
+  test::temp_dir dir;
+  instance g{dir.str("data"), core::system_clock::instance(), [&](core::config& c) {
+               c.llm.providers = {provider("mock", up.url(), {{"X-Mock-Latency-Ms", "50"}})};
+             }};
+  auto a = create_user(g, "alice");
+  test::connection c{g.port()};
+  std::string three;
+  for (int i = 0; i < 3; ++i)
+    three += test::make_request("POST", "/v1/chat/completions",
+                                "Authorization: Bearer " + a.key + "\r\n", chat_body());
+  c.send(three);
+  for (int i = 0; i < 3; ++i) {
+    auto r = c.read_response();
+    REQUIRE(r);
+    CHECK(r->status == 200);
+  }
+  CHECK(tokens_used(g, a.key) == 3 * 16);
+  CHECK(balance_micro(g, a.key) == 10'000'000 - 3 * cost);
+  CHECK(g.call("GET", "/metrics").body.find("reason=\"client_gone\"") == std::string::npos);
+}
+
+TEST_CASE("a client that half-closes after its request is taken as gone",
+          "[integration][llm]") {
+  mock up;
+  test::temp_dir dir;
+  instance g{dir.str("data"), core::system_clock::instance(), [&](core::config& c) {
+               c.llm.providers = {provider("slow", up.url(), {{"X-Mock-Latency-Ms", "60000"}})};
+             }};
+  auto a = create_user(g, "alice");
+  test::connection c{g.port()};
+  const auto in_flight = [&] {
+    return json(g.call("GET", "/api/agent/status", a.key))["rate_limits"]["in_flight"].GetInt();
+  };
+  send_chat(c, a.key, chat_body());
+  c.shut_write();
+  // The upstream would answer after 60 s. The leave may come before the
+  // upstream call starts or after; either way the slot and the reservation
+  // come back at once.
+  REQUIRE(eventually(
+    [&] { return g.call("GET", "/metrics").body.find("reason=\"client_gone\"} 1") != std::string::npos; },
+    20s));
+  REQUIRE(eventually([&] { return in_flight() == 0; }, 20s));
+  CHECK(tokens_used(g, a.key) < 50);
+  CHECK(ledger(g, a.key)["data"].Size() <= 1);
+}
+
 TEST_CASE("a request limit under /v1/ answers 429 in OpenAI's envelope with the headers",
           "[integration][llm][limits]") {
   test::temp_dir dir;

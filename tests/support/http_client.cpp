@@ -152,6 +152,8 @@ bool connection::closed_by_peer(std::string* seen) {
   }
 }
 
+void connection::shut_write() { ::shutdown(fd_, SHUT_WR); }
+
 bool connection::nothing_received() {
   char c = 0;
   return buf_.empty() && ::recv(fd_, &c, 1, MSG_PEEK | MSG_DONTWAIT) < 0

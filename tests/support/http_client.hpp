@@ -33,6 +33,8 @@ public:
   connection& operator=(const connection&) = delete;
 
   void send(const std::string& bytes);
+  /// Half-closes: the server reads end of stream, the connection still reads.
+  void shut_write();
   /// Reads one response; nullopt when the peer closed first.
   std::optional<http_response> read_response();
   /// Reads raw bytes until they contain `needle` (false: closed or timed
