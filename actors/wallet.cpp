@@ -74,6 +74,21 @@ storage::write_op put(std::string key, std::string value) {
           false};
 }
 
+/// A ledger entry whose JSON is made when its batch commits (on the write
+/// queue's writer under load), not in the wallet's step on the I/O thread.
+/// The wallet's answer reads the same entry.
+struct entry_value final : storage::deferred_value {
+  explicit entry_value(ledger_entry e) : entry(std::move(e)) {}
+  std::string make() const override { return encode(entry); }
+  ledger_entry entry;
+};
+
+storage::write_op put_entry(std::shared_ptr<const entry_value> v) {
+  storage::write_op op = put(entry_key(v->entry.user_id, v->entry.id), {});
+  op.deferred = std::move(v);
+  return op;
+}
+
 std::vector<storage::write_op> balance_ops(const wallet_state& st, std::uint64_t user_id) {
   std::vector<storage::write_op> ops;
   ops.push_back(put(balance_key(user_id), std::to_string(st.balances.at(user_id))));
@@ -403,11 +418,12 @@ wallet_actor spawn_wallet(caf::actor_system& sys, wallet_snapshot snapshot, stor
           e.kind = "charge";
           e.balance_micro = balance;
           e.timestamp = st.now();
-          auto ops = balance_ops(st, e.user_id);
-          ops.push_back(put(entry_key(e.user_id, e.id), encode(e)));
-          write(self, std::move(ops), [rp, e](bool ok) mutable {
+          auto v = std::make_shared<const entry_value>(std::move(e));
+          auto ops = balance_ops(st, v->entry.user_id);
+          ops.push_back(put_entry(v));
+          write(self, std::move(ops), [rp, v](bool ok) mutable {
             if (ok)
-              rp.deliver(e);
+              rp.deliver(v->entry);
             else
               rp.deliver(not_saved());
           });
@@ -454,14 +470,15 @@ wallet_actor spawn_wallet(caf::actor_system& sys, wallet_snapshot snapshot, stor
           e.kind = "credit";
           e.balance_micro = balance;
           e.timestamp = st.now();
-          auto ops = balance_ops(st, e.user_id);
-          ops.push_back(put(entry_key(e.user_id, e.id), encode(e)));
-          write(self, std::move(ops), [self, rp, e](bool ok) mutable {
+          auto v = std::make_shared<const entry_value>(std::move(e));
+          auto ops = balance_ops(st, v->entry.user_id);
+          ops.push_back(put_entry(v));
+          write(self, std::move(ops), [self, rp, v](bool ok) mutable {
             if (ok) {
-              rp.deliver(e);
+              rp.deliver(v->entry);
               return;
             }
-            self->state.balances[e.user_id] -= e.amount_micro;
+            self->state.balances[v->entry.user_id] -= v->entry.amount_micro;
             rp.deliver(not_saved());
           });
         });

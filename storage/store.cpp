@@ -125,11 +125,21 @@ std::unique_ptr<store> store::open(const options& opts) {
 
 std::string store::apply(const std::vector<write_op>& ops) {
   rocksdb::WriteBatch batch;
+  std::string made;
   for (const auto& op : ops) {
     if (op.family >= column_count)
       return "unknown column family " + std::to_string(op.family);
     auto* cf = impl_->cf(op.family);
-    auto st = op.erase ? batch.Delete(cf, op.key) : batch.Put(cf, op.key, op.value);
+    if (op.deferred && !op.erase) {
+      try {
+        made = op.deferred->make();  // Put copies it into the batch
+      } catch (const std::exception& e) {
+        return std::string{"a value could not be encoded: "} + e.what();
+      }
+    }
+    auto st = op.erase      ? batch.Delete(cf, op.key)
+              : op.deferred ? batch.Put(cf, op.key, made)
+                            : batch.Put(cf, op.key, op.value);
     if (!st.ok())
       return st.ToString();
   }

@@ -29,12 +29,29 @@ const char* column_name(column c) noexcept;
 /// The schema version this build writes and understands.
 inline constexpr std::uint32_t schema_version = 1;
 
+/// A value encoded when its batch is written rather than when it is queued:
+/// under load the write queue's writer thread commits, so the encoding
+/// leaves the I/O thread (a ledger entry's JSON). make() must read only
+/// what the object holds; it may run on any thread, once per commit.
+struct deferred_value {
+  virtual ~deferred_value() = default;
+  virtual std::string make() const = 0;
+};
+
 /// One write in a batch: a put, or a delete when `erase` is set.
 struct write_op {
+  write_op() = default;
+  write_op(std::uint8_t f, std::string k, std::string v, bool e = false)
+    : family(f), key(std::move(k)), value(std::move(v)), erase(e) {}
+
   std::uint8_t family = 0;  ///< a `column` value
   std::string key;
   std::string value;
   bool erase = false;
+  /// When set, the put writes deferred->make() and `value` is unused. It
+  /// stays in the process: inspect() leaves it out, as no write_op is ever
+  /// serialised (the storage actor is local).
+  std::shared_ptr<const deferred_value> deferred;
 };
 
 template <class Inspector>

@@ -55,6 +55,42 @@ TEST_CASE("a batch with an unknown family is refused whole", "[storage]") {
   CHECK_FALSE(db->get(column::users, "u:1", value, error));
 }
 
+namespace {
+struct counted_value final : storage::deferred_value {
+  explicit counted_value(std::string text) : v(std::move(text)) {}
+  std::string make() const override {
+    ++made;
+    if (v == "throw")
+      throw std::runtime_error("no encoder for this");
+    return v;
+  }
+  std::string v;
+  mutable int made = 0;
+};
+} // namespace
+
+TEST_CASE("a deferred value is made when its batch is written, and a failure refuses the batch",
+          "[storage]") {
+  test::temp_dir dir;
+  auto db = store::open({dir.str("db"), false});
+  auto later = std::make_shared<counted_value>(R"({"id":1})");
+  storage::write_op op{static_cast<std::uint8_t>(column::ledger), "e/1", "ignored", false};
+  op.deferred = later;
+  CHECK(later->made == 0);  // queued, not encoded
+  REQUIRE(db->apply({op}).empty());
+  CHECK(later->made == 1);
+  std::string value;
+  std::string error;
+  REQUIRE(db->get(column::ledger, "e/1", value, error));
+  CHECK(value == R"({"id":1})");
+
+  storage::write_op bad{static_cast<std::uint8_t>(column::ledger), "e/2", "", false};
+  bad.deferred = std::make_shared<counted_value>("throw");
+  const auto err = db->apply({{static_cast<std::uint8_t>(column::users), "u:9", "a", false}, bad});
+  CHECK(err.find("no encoder for this") != std::string::npos);
+  CHECK_FALSE(db->get(column::users, "u:9", value, error));  // the batch is refused whole
+}
+
 TEST_CASE("a store that cannot open says where and why", "[storage]") {
   test::temp_dir dir;
   std::ofstream{dir.str("file")} << "not a directory";
