@@ -48,7 +48,8 @@ struct key_state {
   std::chrono::steady_clock::time_point last_used;
   bool idle_reported = false;
   // Every counter of the key, by policy name ("minute", "route:GET /x", ...).
-  std::map<std::string, core::limiter> limiters;
+  /// By name; std::less<> finds a name given as a literal without a string.
+  std::map<std::string, core::limiter, std::less<>> limiters;
   std::uint64_t total_requests = 0;
   bool dirty = false;
   bool persist_scheduled = false;
@@ -89,7 +90,7 @@ using key_pointer = key_actor::stateful_pointer<key_state>;
 void rebuild(key_state& st) {
   if (!st.cfg.limits)
     return;
-  std::map<std::string, core::limiter> next;
+  decltype(st.limiters) next;
   auto keep = [&](core::limit_policy p) {
     auto it = st.limiters.find(p.name);
     const auto state = it != st.limiters.end() ? it->second.state() : core::limiter_state{};

@@ -91,6 +91,7 @@ storage::write_op put_entry(std::shared_ptr<const entry_value> v) {
 
 std::vector<storage::write_op> balance_ops(const wallet_state& st, std::uint64_t user_id) {
   std::vector<storage::write_op> ops;
+  ops.reserve(2);  // a charge or credit adds its entry
   ops.push_back(put(balance_key(user_id), std::to_string(st.balances.at(user_id))));
   return ops;
 }
@@ -231,6 +232,7 @@ void append_padded(std::string& out, std::uint64_t id) {
 
 std::string balance_key(std::uint64_t user_id) {
   std::string key = "b/";
+  key.reserve(22);
   append_padded(key, user_id);
   return key;
 }

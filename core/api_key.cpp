@@ -6,6 +6,7 @@
 #include <zlib.h>
 
 #include <array>
+#include <memory>
 #include <stdexcept>
 
 namespace tollgate::core::api_key {
@@ -97,16 +98,23 @@ std::string sha256_hex(std::string_view key) {
   // If that fetch failed, the per-call lookup still gets its chance.
   static EVP_MD* const fetched = EVP_MD_fetch(nullptr, "SHA256", nullptr);
   const EVP_MD* sha256 = fetched != nullptr ? fetched : EVP_sha256();
-  if (EVP_Digest(key.data(), key.size(), md.data(), &len, sha256, nullptr) != 1)
+  // One context per thread, reset by each init: EVP_Digest would allocate
+  // and free one per key (a request's key is hashed on the I/O thread).
+  struct ctx_deleter {
+    void operator()(EVP_MD_CTX* c) const noexcept { EVP_MD_CTX_free(c); }
+  };
+  thread_local const std::unique_ptr<EVP_MD_CTX, ctx_deleter> ctx{EVP_MD_CTX_new()};
+  if (!ctx || EVP_DigestInit_ex2(ctx.get(), sha256, nullptr) != 1
+      || EVP_DigestUpdate(ctx.get(), key.data(), key.size()) != 1
+      || EVP_DigestFinal_ex(ctx.get(), md.data(), &len) != 1)
     throw std::runtime_error("SHA-256 failed");
   static constexpr char hex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(len * 2U);
+  std::array<char, EVP_MAX_MD_SIZE * 2> text{};
   for (unsigned int i = 0; i < len; ++i) {
-    out += hex[md[i] >> 4];
-    out += hex[md[i] & 0xF];
+    text[2 * i] = hex[md[i] >> 4];
+    text[2 * i + 1] = hex[md[i] & 0xF];
   }
-  return out;
+  return std::string{text.data(), len * 2U};
 }
 
 std::string short_hash(std::string_view full_hash) {

@@ -5,6 +5,8 @@
 #include <catch2/catch.hpp>
 
 #include <set>
+#include <string>
+#include <thread>
 
 using namespace tollgate::core;
 
@@ -66,6 +68,15 @@ TEST_CASE("hashes, short hashes and masks", "[core][keys]") {
   CHECK(api_key::sha256_hex("abc")
         == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   CHECK(api_key::short_hash(api_key::sha256_hex("abc")) == "ba7816bf8f01cfea");
+  // The thread's reused context starts clean each time: the same answers
+  // in any order, on another thread too.
+  CHECK(api_key::sha256_hex("")
+        == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  CHECK(api_key::sha256_hex("abc")
+        == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  std::string other;
+  std::thread{[&] { other = api_key::sha256_hex(""); }}.join();
+  CHECK(other == api_key::sha256_hex(""));
   CHECK(api_key::mask("gw_live_", "wxyz") == "gw_live_...wxyz");
   CHECK(api_key::constant_time_equal("abc", "abc"));
   CHECK_FALSE(api_key::constant_time_equal("abc", "abd"));
