@@ -697,6 +697,10 @@ key_directory_actor::behavior_type directory_impl(directory_pointer self) {
     },
     [=](reserve_atom, const std::string& hash,
         std::int64_t tokens) -> caf::result<token_reservation> {
+      // A live key (every call's): straight on, as with_key would, without
+      // its promise and callbacks.
+      if (auto it = self->state.live.find(hash); it != self->state.live.end())
+        return self->delegate(it->second.actor, reserve_atom::value, tokens);
       auto rp = self->make_response_promise<token_reservation>();
       with_key(self, hash,
                {[rp, tokens](const key_actor& k) mutable {
@@ -710,6 +714,8 @@ key_directory_actor::behavior_type directory_impl(directory_pointer self) {
     },
     [=](settle_atom, const std::string& hash, std::int64_t reserved,
         std::int64_t used) -> caf::result<key_usage> {
+      if (auto it = self->state.live.find(hash); it != self->state.live.end())
+        return self->delegate(it->second.actor, settle_atom::value, reserved, used);
       auto rp = self->make_response_promise<key_usage>();
       with_key(self, hash,
                {[rp, reserved, used](const key_actor& k) mutable {
