@@ -27,6 +27,8 @@
 #include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <charconv>
@@ -513,10 +515,6 @@ private:
       setup_error_ = "bad request: invalid method";
       return;
     }
-    req_.version(11);
-    req_.method_string(req.method);
-    req_.target(url_.target);
-    req_.set(bhttp::field::host, url_.host_header);
     for (const auto& [name, value] : req.headers) {
       if (!is_token(name)) {
         setup_error_ = "bad request: invalid header name";
@@ -526,14 +524,20 @@ private:
         setup_error_ = "bad request: invalid value for header " + name;
         return;
       }
-      if (!client_owned_field(name))
-        req_.insert(name, value);
     }
+    head_request_ = req.method == "HEAD";
     // Set by hand rather than with prepare_payload(), which throws for a
     // TRACE with a body.
     const bool body_expected =
       req.method == "POST" || req.method == "PUT" || req.method == "PATCH";
     if (req.body_stream) {
+      req_.version(11);
+      req_.method_string(req.method);
+      req_.target(url_.target);
+      req_.set(bhttp::field::host, url_.host_header);
+      for (const auto& [name, value] : req.headers)
+        if (!client_owned_field(name))
+          req_.insert(name, value);
       src_ = std::move(req.body_stream);
       if (src_->length >= 0) {
         req_.set(bhttp::field::content_length, std::to_string(src_->length));
@@ -541,11 +545,35 @@ private:
         req_.set(bhttp::field::transfer_encoding, "chunked");
         chunked_up_ = true;
       }
-    } else if (!req.body.empty() || body_expected) {
-      req_.set(bhttp::field::content_length, std::to_string(req.body.size()));
+      return;
     }
-    req_.body() = std::move(req.body);
-    head_request_ = req.method == "HEAD";
+    // A body known up front (every LLM call): the head as it goes out, in
+    // the order beast's serializer would write it, built in one string; the
+    // fields container and the serializer cost more than the bytes.
+    std::size_t size = req.method.size() + url_.target.size() + url_.host_header.size() + 64;
+    for (const auto& [name, value] : req.headers)
+      size += name.size() + value.size() + 4;
+    out_head_.reserve(size);
+    out_head_.append(req.method).append(" ").append(url_.target).append(" HTTP/1.1\r\nHost: ");
+    out_head_.append(url_.host_header).append("\r\n");
+    for (const auto& [name, value] : req.headers)
+      if (!client_owned_field(name))
+        out_head_.append(name).append(": ").append(value).append("\r\n");
+    if (!req.body.empty() || body_expected) {
+      char digits[24];
+      const auto r = std::to_chars(digits, digits + sizeof digits, req.body.size());
+      out_head_.append("Content-Length: ").append(digits, r.ptr).append("\r\n");
+    }
+    out_head_.append("\r\n");
+    out_body_ = std::move(req.body);
+  }
+
+  /// What of out_head_ and out_body_ the write in progress has not sent yet.
+  std::array<net::const_buffer, 2> unwritten() const {
+    const auto in_head = std::min(written_, out_head_.size());
+    const auto in_body = written_ - in_head;
+    return {net::buffer(out_head_.data() + in_head, out_head_.size() - in_head),
+            net::buffer(out_body_.data() + in_body, out_body_.size() - in_body)};
   }
 
   // Runs a step; an exception (allocation, SSL_new, thread creation in the
@@ -710,14 +738,15 @@ private:
     beast::error_code ec;
     if (!s.socket().non_blocking())  // an ioctl: once per connection
       s.socket().non_blocking(true, ec);  // only sync calls see it; they are all here
-    serializer_.emplace(req_);
-    while (!ec && !serializer_->is_done())
-      bhttp::write_some(s, *serializer_, ec);
+    written_ = 0;
+    const auto total = out_head_.size() + out_body_.size();
+    while (!ec && written_ < total)
+      written_ += s.socket().write_some(unwritten(), ec);
     if (ec == net::error::would_block || ec == net::error::try_again) {
-      bhttp::async_write(s, *serializer_,
-                         [self = shared_from_this()](beast::error_code e, std::size_t) {
-                           self->guard([&] { self->on_write(e); });
-                         });
+      net::async_write(s, unwritten(),
+                       [self = shared_from_this()](beast::error_code e, std::size_t) {
+                         self->guard([&] { self->on_write(e); });
+                       });
       return;
     }
     if (ec) {
@@ -741,8 +770,9 @@ private:
       });
       return;
     }
+    written_ = 0;
     with_stream([&](auto& s) {
-      bhttp::async_write(s, req_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      net::async_write(s, unwritten(), [self = shared_from_this()](beast::error_code ec, std::size_t) {
         self->guard([&] { self->on_write(ec); });
       });
     });
@@ -1043,7 +1073,13 @@ private:
 
   target_url url_;
   std::string setup_error_;
+  /// A streamed body's request, written by beast's serializer.
   bhttp::request<bhttp::string_body> req_;
+  /// Otherwise the request as it goes out: out_head_, then out_body_, from
+  /// two buffers (and written_ bytes of them by the write in progress).
+  std::string out_head_;
+  std::string out_body_;
+  std::size_t written_ = 0;
   bool head_request_ = false;
 
   phase phase_ = phase::init;
