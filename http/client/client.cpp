@@ -97,6 +97,17 @@ bool is_field_value(std::string_view s) {
   return true;
 }
 
+/// A field value without its leading and trailing spaces and tabs, as
+/// beast's fields store it (RFC 9110: they are not part of the value).
+std::string_view trim_ows(std::string_view s) {
+  const auto ows = [](char c) { return c == ' ' || c == '\t'; };
+  while (!s.empty() && ows(s.front()))
+    s.remove_prefix(1);
+  while (!s.empty() && ows(s.back()))
+    s.remove_suffix(1);
+  return s;
+}
+
 /// The parts of an upstream URL the client needs.
 struct target_url {
   bool tls = false;
@@ -524,6 +535,15 @@ private:
         setup_error_ = "bad request: invalid value for header " + name;
         return;
       }
+      // beast's own limits (a field's offsets are 16 bits), with its words.
+      if (name.size() + 2 > std::numeric_limits<std::uint16_t>::max()) {
+        setup_error_ = "bad request: field name too large";
+        return;
+      }
+      if (value.size() + 2 > std::numeric_limits<std::uint16_t>::max()) {
+        setup_error_ = "bad request: field value too large";
+        return;
+      }
     }
     head_request_ = req.method == "HEAD";
     // Set by hand rather than with prepare_payload(), which throws for a
@@ -558,7 +578,7 @@ private:
     out_head_.append(url_.host_header).append("\r\n");
     for (const auto& [name, value] : req.headers)
       if (!client_owned_field(name))
-        out_head_.append(name).append(": ").append(value).append("\r\n");
+        out_head_.append(name).append(": ").append(trim_ows(value)).append("\r\n");
     if (!req.body.empty() || body_expected) {
       char digits[24];
       const auto r = std::to_chars(digits, digits + sizeof digits, req.body.size());
