@@ -103,7 +103,9 @@ std::string sha256_hex(std::string_view key) {
   struct ctx_deleter {
     void operator()(EVP_MD_CTX* c) const noexcept { EVP_MD_CTX_free(c); }
   };
-  thread_local const std::unique_ptr<EVP_MD_CTX, ctx_deleter> ctx{EVP_MD_CTX_new()};
+  thread_local std::unique_ptr<EVP_MD_CTX, ctx_deleter> ctx;
+  if (!ctx)
+    ctx.reset(EVP_MD_CTX_new());  // again on the next key if it failed
   if (!ctx || EVP_DigestInit_ex2(ctx.get(), sha256, nullptr) != 1
       || EVP_DigestUpdate(ctx.get(), key.data(), key.size()) != 1
       || EVP_DigestFinal_ex(ctx.get(), md.data(), &len) != 1)

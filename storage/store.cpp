@@ -135,6 +135,8 @@ std::string store::apply(const std::vector<write_op>& ops) {
         made = op.deferred->make();  // Put copies it into the batch
       } catch (const std::exception& e) {
         return std::string{"a value could not be encoded: "} + e.what();
+      } catch (...) {
+        return "a value could not be encoded";
       }
     }
     auto st = op.erase      ? batch.Delete(cf, op.key)
