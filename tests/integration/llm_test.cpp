@@ -697,18 +697,24 @@ TEST_CASE("pipelined calls on one connection are all answered: the next request 
           "[integration][llm]") {
   // While a call waits for its upstream, the session watches the client;
   // the next request's bytes arriving must not count as the client gone.
+  // They are sent once the first call is in flight, so that they arrive on
+  // a socket under watch (sent together, the first read takes them all).
   mock up;
   test::temp_dir dir;
   instance g{dir.str("data"), core::system_clock::instance(), [&](core::config& c) {
-               c.llm.providers = {provider("mock", up.url(), {{"X-Mock-Latency-Ms", "50"}})};
+               c.llm.providers = {provider("mock", up.url(), {{"X-Mock-Latency-Ms", "500"}})};
+               c.llm.agent_model = "m1";
              }};
   auto a = create_user(g, "alice");
+  const auto in_flight = [&] {
+    return json(g.call("GET", "/api/agent/status", a.key))["rate_limits"]["in_flight"].GetInt();
+  };
+  const auto chat = test::make_request("POST", "/v1/chat/completions",
+                                       "Authorization: Bearer " + a.key + "\r\n", chat_body());
   test::connection c{g.port()};
-  std::string three;
-  for (int i = 0; i < 3; ++i)
-    three += test::make_request("POST", "/v1/chat/completions",
-                                "Authorization: Bearer " + a.key + "\r\n", chat_body());
-  c.send(three);
+  c.send(chat);
+  REQUIRE(eventually([&] { return in_flight() == 1; }));
+  c.send(chat + chat);
   for (int i = 0; i < 3; ++i) {
     auto r = c.read_response();
     REQUIRE(r);
