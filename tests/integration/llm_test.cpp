@@ -69,6 +69,12 @@ rapidjson::Document ledger(const instance& g, const std::string& key) {
   return json(g.call("GET", "/user/ledger", key));
 }
 
+/// The agent model's calls in flight (its provider's slots taken), as
+/// /api/agent/status reports them.
+int calls_in_flight(const instance& g, const std::string& key) {
+  return json(g.call("GET", "/api/agent/status", key))["rate_limits"]["in_flight"].GetInt();
+}
+
 std::int64_t balance_micro(const instance& g, const std::string& key) {
   return static_cast<std::int64_t>(
     json(g.call("GET", "/user/balance", key))["credits"].GetDouble() * 1e6 + 0.5);
@@ -676,9 +682,7 @@ TEST_CASE("a client that leaves before a JSON answer cancels the upstream call",
                c.llm.agent_model = "m1";
              }};
   auto a = create_user(g, "alice");
-  const auto in_flight = [&] {
-    return json(g.call("GET", "/api/agent/status", a.key))["rate_limits"]["in_flight"].GetInt();
-  };
+  const auto in_flight = [&] { return calls_in_flight(g, a.key); };
   {
     test::connection c{g.port()};
     send_chat(c, a.key, chat_body());
@@ -706,9 +710,7 @@ TEST_CASE("pipelined calls on one connection are all answered: the next request 
                c.llm.agent_model = "m1";
              }};
   auto a = create_user(g, "alice");
-  const auto in_flight = [&] {
-    return json(g.call("GET", "/api/agent/status", a.key))["rate_limits"]["in_flight"].GetInt();
-  };
+  const auto in_flight = [&] { return calls_in_flight(g, a.key); };
   const auto chat = test::make_request("POST", "/v1/chat/completions",
                                        "Authorization: Bearer " + a.key + "\r\n", chat_body());
   test::connection c{g.port()};
@@ -731,12 +733,11 @@ TEST_CASE("a client that half-closes after its request is taken as gone",
   test::temp_dir dir;
   instance g{dir.str("data"), core::system_clock::instance(), [&](core::config& c) {
                c.llm.providers = {provider("slow", up.url(), {{"X-Mock-Latency-Ms", "60000"}})};
+               c.llm.agent_model = "m1";  // /api/agent/status reports its provider
              }};
   auto a = create_user(g, "alice");
   test::connection c{g.port()};
-  const auto in_flight = [&] {
-    return json(g.call("GET", "/api/agent/status", a.key))["rate_limits"]["in_flight"].GetInt();
-  };
+  const auto in_flight = [&] { return calls_in_flight(g, a.key); };
   send_chat(c, a.key, chat_body());
   c.shut_write();
   // The upstream would answer after 60 s. The leave may come before the
