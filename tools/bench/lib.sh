@@ -21,7 +21,7 @@ bench_cleanup() {
 }
 trap bench_cleanup EXIT
 
-[ -x "$BIN" ] || { echo "build first: scripts/build.sh" >&2; exit 1; }
+[ -x "$BIN" ] || { echo "not an executable: $BIN (build first: scripts/build.sh)" >&2; exit 1; }
 command -v wrk >/dev/null || { echo "wrk missing: scripts/setup.sh" >&2; exit 1; }
 
 wait_port() {
@@ -50,6 +50,19 @@ stop_tollgate() {
   kill -TERM "$TG_PID"
   wait "$TG_PID" 2>/dev/null || true
   TG_PID=""
+}
+
+# two_builds DEFAULT_ROUNDS "$@": for the scripts that compare two builds
+# (OLD_BINARY NEW_BINARY [ROUNDS]): sets A, B and ROUNDS, or stops with the
+# usage.
+two_builds() {
+  local rounds=$1
+  shift
+  [ $# -ge 2 ] || { echo "usage: $0 OLD_BINARY NEW_BINARY [ROUNDS]" >&2; exit 2; }
+  for b in "$1" "$2"; do [ -x "$b" ] || { echo "not an executable: $b" >&2; exit 2; }; done
+  A=$1
+  B=$2
+  ROUNDS=${3:-$rounds}
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2))}'; }

@@ -10,15 +10,12 @@
 #   CONNS=1 tools/bench/llm_ab.sh ...                       # latency
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-[ $# -ge 2 ] || { echo "usage: $0 OLD_BINARY NEW_BINARY [ROUNDS]" >&2; exit 2; }
-A=$1
-B=$2
-ROUNDS=${3:-4}
 SCRIPT=tools/bench/llm.lua
 DURATION=${DURATION:-4s}
 CONNS=${CONNS:-32}
+BIN=${1:-build/app/tollgate}  # what lib.sh checks first
 source tools/bench/lib.sh
-for b in "$A" "$B"; do [ -x "$b" ] || { echo "not an executable: $b" >&2; exit 2; }; done
+two_builds 4 "$@"
 start_mock
 config=$(llm_config)
 

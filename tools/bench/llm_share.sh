@@ -9,14 +9,11 @@
 #   tools/bench/llm_share.sh OLD_BINARY NEW_BINARY [ROUNDS]    # 6 rounds
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-[ $# -ge 2 ] || { echo "usage: $0 OLD_BINARY NEW_BINARY [ROUNDS]" >&2; exit 2; }
-A=$1
-B=$2
-ROUNDS=${3:-6}
 SCRIPT=tools/bench/llm.lua
 DURATION=${DURATION:-4s}
+BIN=${1:-build/app/tollgate}  # what lib.sh checks first
 source tools/bench/lib.sh
-for b in "$A" "$B"; do [ -x "$b" ] || { echo "not an executable: $b" >&2; exit 2; }; done
+two_builds 6 "$@"
 start_mock
 nginx_port=$((PORT + 1))
 sed "s/18090/$nginx_port/; s/18190/$mock_port/" tools/bench/nginx-proxy.conf > "$work/nginx.conf"
