@@ -5,6 +5,9 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstring>
+#include <stdexcept>
+#include <system_error>
 
 namespace tollgate::http::api {
 
@@ -14,11 +17,33 @@ bool has(const std::vector<std::string>& v, std::string_view s) {
   return std::find(v.begin(), v.end(), s) != v.end();
 }
 
-void append_int(std::string& out, std::int64_t v) {
-  char buf[24];
-  const auto r = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, r.ptr);
-}
+/// Writes fields at `p`, into room the caller sized: the headers are about
+/// fifteen short pieces per response, and one append each (a capacity
+/// check and a call) cost more than the bytes. Writing past `end` throws
+/// (a wrong bound is a bug, never an overrun).
+struct field_writer {
+  char* p;
+  char* end;
+  void put(std::string_view s) {
+    if (s.size() > static_cast<std::size_t>(end - p))
+      throw std::length_error("rate-limit headers: room too small");
+    std::memcpy(p, s.data(), s.size());
+    p += s.size();
+  }
+  void put(std::int64_t v) {
+    const auto r = std::to_chars(p, end, v);
+    if (r.ec != std::errc{})
+      throw std::length_error("rate-limit headers: room too small");
+    p = r.ptr;
+  }
+  void field(std::string_view name, std::int64_t value) {
+    put(name);
+    put(": ");
+    put(value);
+    put("\r\n");
+  }
+  static constexpr std::size_t max_int = 20;  ///< "-9223372036854775808"
+};
 
 } // namespace
 
@@ -35,44 +60,56 @@ void add_rate_limit_headers(std::string& out, const actors::limit_report& r,
   if (!r.metered)
     return;
   const auto until_reset = std::max<std::int64_t>(0, r.reset - now_epoch);
-  out.reserve(out.size() + 400);
-  const auto field = [&out](std::string_view name, std::int64_t value) {
-    out.append(name);
-    out.append(": ");
-    append_int(out, value);
-    out.append("\r\n");
-  };
-  if (has(dialects, "x-ratelimit")) {
-    field("X-RateLimit-Limit", r.limit);
-    field("X-RateLimit-Remaining", r.remaining);
-    field("X-RateLimit-Reset", r.reset);
-    field("X-RateLimit-Window", r.window);
+  const bool x_ratelimit = has(dialects, "x-ratelimit");
+  const bool ratelimit = has(dialects, "ratelimit");
+  const bool ietf = has(dialects, "ietf");
+  // An upper bound of what follows: the fixed text (about 210 bytes), the
+  // names, the numbers (eight in plain fields, two more in RateLimit).
+  std::size_t room = 256 + 8 * field_writer::max_int;
+  if (ietf) {
+    room += r.policy.size() + 2 * field_writer::max_int;
+    for (const auto& p : r.policies)
+      room += p.name.size() + 12 + 2 * field_writer::max_int;
   }
-  if (has(dialects, "ratelimit")) {
-    field("RateLimit-Limit", r.limit);
-    field("RateLimit-Remaining", r.remaining);
-    field("RateLimit-Reset", until_reset);
+  const auto old = out.size();
+  out.resize(old + room);
+  field_writer w{out.data() + old, out.data() + out.size()};
+  if (x_ratelimit) {
+    w.field("X-RateLimit-Limit", r.limit);
+    w.field("X-RateLimit-Remaining", r.remaining);
+    w.field("X-RateLimit-Reset", r.reset);
+    w.field("X-RateLimit-Window", r.window);
   }
-  if (has(dialects, "ietf")) {
-    out.append("RateLimit-Policy: ");
+  if (ratelimit) {
+    w.field("RateLimit-Limit", r.limit);
+    w.field("RateLimit-Remaining", r.remaining);
+    w.field("RateLimit-Reset", until_reset);
+  }
+  if (ietf) {
+    w.put("RateLimit-Policy: ");
     bool first = true;
     for (const auto& p : r.policies) {
       if (!first)
-        out.append(", ");
+        w.put(", ");
       first = false;
-      out.append("\"").append(p.name).append("\";q=");
-      append_int(out, p.limit);
-      out.append(";w=");
-      append_int(out, p.window);
+      w.put("\"");
+      w.put(p.name);
+      w.put("\";q=");
+      w.put(p.limit);
+      w.put(";w=");
+      w.put(p.window);
     }
-    out.append("\r\nRateLimit: \"").append(r.policy).append("\";r=");
-    append_int(out, r.remaining);
-    out.append(";t=");
-    append_int(out, until_reset);
-    out.append("\r\n");
+    w.put("\r\nRateLimit: \"");
+    w.put(r.policy);
+    w.put("\";r=");
+    w.put(r.remaining);
+    w.put(";t=");
+    w.put(until_reset);
+    w.put("\r\n");
   }
   if (!r.allowed)
-    field("Retry-After", std::max<std::int64_t>(1, r.retry_after));
+    w.field("Retry-After", std::max<std::int64_t>(1, r.retry_after));
+  out.resize(static_cast<std::size_t>(w.p - out.data()));
 }
 
 std::string rate_limited_body(const actors::limit_report& r, std::int64_t now_epoch) {

@@ -3,6 +3,10 @@
 #include <catch2/catch.hpp>
 #include <rapidjson/document.h>
 
+#include <cstdint>
+#include <limits>
+#include <string>
+
 using namespace tollgate;
 
 namespace {
@@ -68,6 +72,48 @@ TEST_CASE("rate-limit headers per dialect", "[http][limits]") {
   std::string none;
   http::api::add_rate_limit_headers(none, unmetered, {"x-ratelimit"}, 0);
   CHECK(none.empty());
+}
+
+TEST_CASE("rate-limit headers: the widest numbers and long policy names", "[http][limits]") {
+  // Every number at its widest (20 characters, 19 where it cannot be
+  // negative), in every field, with long names: the headers are written
+  // into room sized up front.
+  constexpr auto lo = std::numeric_limits<std::int64_t>::min();
+  const auto lo_text = std::to_string(lo);
+  actors::limit_report r;
+  r.metered = true;
+  r.allowed = false;
+  r.policy = std::string(300, 'p');
+  r.limit = lo;
+  r.remaining = lo;
+  r.reset = std::numeric_limits<std::int64_t>::max();  // so that the reset in seconds is wide too
+  r.window = lo;
+  const auto hi_text = std::to_string(r.reset);
+  r.retry_after = std::numeric_limits<std::int64_t>::max();
+  for (const int count : {0, 1, 5}) {
+    CAPTURE(count);
+    r.policies.clear();
+    std::string policies;
+    for (int i = 0; i < count; ++i) {
+      const auto name = std::string(40 + i, static_cast<char>('a' + i));
+      r.policies.push_back({name, lo, lo});
+      policies += (i ? ", \"" : "\"") + name + "\";q=" + lo_text + ";w=" + lo_text;
+    }
+    std::string out = "Before: 1\r\n";
+    http::api::add_rate_limit_headers(out, r, {"x-ratelimit", "ratelimit", "ietf"}, 0);
+    CHECK(header(out, "Before") == "1");
+    CHECK(header(out, "X-RateLimit-Limit") == lo_text);
+    CHECK(header(out, "X-RateLimit-Remaining") == lo_text);
+    CHECK(header(out, "X-RateLimit-Reset") == hi_text);
+    CHECK(header(out, "X-RateLimit-Window") == lo_text);
+    CHECK(header(out, "RateLimit-Limit") == lo_text);
+    CHECK(header(out, "RateLimit-Remaining") == lo_text);
+    CHECK(header(out, "RateLimit-Reset") == hi_text);
+    CHECK(header(out, "RateLimit-Policy") == policies);
+    CHECK(header(out, "RateLimit") == "\"" + r.policy + "\";r=" + lo_text + ";t=" + hi_text);
+    CHECK(header(out, "Retry-After") == std::to_string(r.retry_after));
+    CHECK(out.size() == out.find_last_of('\n') + 1);  // nothing after the last line
+  }
 }
 
 TEST_CASE("429 bodies: request limits, token budgets, OpenAI envelope", "[http][limits]") {
