@@ -48,6 +48,31 @@ namespace ssl = boost::asio::ssl;
 using tcp = net::ip::tcp;
 using steady = std::chrono::steady_clock;
 
+namespace detail {
+
+/// The parts of an upstream URL the client needs.
+struct target_url {
+  bool tls = false;
+  std::string host;         ///< lower-case, without IPv6 brackets
+  bool ip_literal = false;
+  std::uint16_t port = 0;
+  std::string port_text;
+  std::string target;       ///< path and query, never empty
+  std::string host_header;
+  std::string key;          ///< the pool key: scheme, host, port
+};
+
+/// What client::fix made: the URL parsed, and the request line, Host and
+/// the fixed fields rendered as they go out.
+struct fixed_part {
+  target_url url;
+  std::string head;  ///< "POST /x HTTP/1.1\r\nHost: h\r\n" and the fields, CRLF each
+  bool head_request = false;
+  bool body_expected = false;
+};
+
+} // namespace detail
+
 namespace {
 
 constexpr std::uint32_t header_limit_bytes = 64 * 1024;
@@ -108,21 +133,9 @@ std::string_view trim_ows(std::string_view s) {
   return s;
 }
 
-/// The parts of an upstream URL the client needs.
-struct target_url {
-  bool tls = false;
-  std::string host;         ///< lower-case, without IPv6 brackets
-  bool ip_literal = false;
-  std::uint16_t port = 0;
-  std::string port_text;
-  std::string target;       ///< path and query, never empty
-  std::string host_header;
-  std::string key;          ///< the pool key: scheme, host, port
-};
-
 // Returns the reason the URL is unusable, or "". The reasons never quote the
 // URL: a query string can carry a key.
-std::string parse_url(std::string_view url, target_url& out) {
+std::string parse_url(std::string_view url, detail::target_url& out) {
   for (const char c : url) {
     const auto u = static_cast<unsigned char>(c);
     if (u <= 0x20 || u == 0x7f)
@@ -229,6 +242,51 @@ std::string parse_url(std::string_view url, target_url& out) {
 bool client_owned_field(std::string_view name) {
   return iequal(name, "host") || iequal(name, "content-length") || iequal(name, "connection")
          || iequal(name, "transfer-encoding");
+}
+
+/// Why a method or header fields cannot go out ("bad request: …"), or "".
+std::string check_request(std::string_view method,
+                          const std::vector<std::pair<std::string, std::string>>& headers) {
+  if (!is_token(method))
+    return "bad request: invalid method";
+  for (const auto& [name, value] : headers) {
+    if (!is_token(name))
+      return "bad request: invalid header name";
+    if (!is_field_value(value))
+      return "bad request: invalid value for header " + name;
+    // beast's own limits (a field's offsets are 16 bits), with its words.
+    if (name.size() + 2 > std::numeric_limits<std::uint16_t>::max())
+      return "bad request: field name too large";
+    if (value.size() + 2 > std::numeric_limits<std::uint16_t>::max())
+      return "bad request: field value too large";
+  }
+  return {};
+}
+
+/// Appends the fields as they go out (checked by check_request), in the
+/// order beast's serializer would write them.
+void render_fields(std::string& out,
+                   const std::vector<std::pair<std::string, std::string>>& headers) {
+  for (const auto& [name, value] : headers)
+    if (!client_owned_field(name))
+      out.append(name).append(": ").append(trim_ows(value)).append("\r\n");
+}
+
+std::size_t rendered_size(const std::vector<std::pair<std::string, std::string>>& headers) {
+  std::size_t n = 0;
+  for (const auto& [name, value] : headers)
+    n += name.size() + value.size() + 4;
+  return n;
+}
+
+/// The request line and Host.
+void render_start(std::string& out, std::string_view method, const detail::target_url& url) {
+  out.append(method).append(" ").append(url.target).append(" HTTP/1.1\r\nHost: ");
+  out.append(url.host_header).append("\r\n");
+}
+
+bool expects_body(std::string_view method) {
+  return method == "POST" || method == "PUT" || method == "PATCH";
 }
 
 /// Maps a read error to the caller's vocabulary.
@@ -362,7 +420,7 @@ public:
   }
 
   /// The pool key ("" when the request is unusable).
-  const std::string& key() const { return url_.key; }
+  const std::string& key() const { return url_->key; }
   bool usable() const { return setup_error_.empty(); }
   bool streams_body() const { return src_ != nullptr; }
 
@@ -422,7 +480,7 @@ public:
       }
       if (conn_) {
         reused_ = true;
-        spdlog::debug("upstream {}: reusing a pooled connection", url_.key);
+        spdlog::debug("upstream {}: reusing a pooled connection", url_->key);
         conn_->lowest().expires_at(deadline_);
         if (here_ && conn_->plain)
           write_now();
@@ -466,7 +524,7 @@ public:
     std::lock_guard<std::mutex> lock{start_mutex_};  // after run_here, if it runs
     if (done_)
       return;
-    spdlog::debug("upstream {}: cancelled", url_.key);
+    spdlog::debug("upstream {}: cancelled", url_->key);
     finish("cancelled");
   }
 
@@ -490,7 +548,7 @@ public:
       if (resolver_)
         resolver_->cancel();
     } catch (const std::exception& e) {
-      spdlog::debug("upstream {}: cancelling the resolver: {}", url_.key, e.what());
+      spdlog::debug("upstream {}: cancelling the resolver: {}", url_->key, e.what());
     }
     if (conn_ && !error.empty())
       conn_->close();
@@ -508,9 +566,9 @@ public:
     try {
       h.on_done(std::move(error), std::move(head_), std::move(body_));
     } catch (const std::exception& e) {
-      spdlog::error("upstream {}: on_done threw: {}", url_.key, e.what());
+      spdlog::error("upstream {}: on_done threw: {}", url_->key, e.what());
     } catch (...) {
-      spdlog::error("upstream {}: on_done threw", url_.key);
+      spdlog::error("upstream {}: on_done threw", url_->key);
     }
   }
 
@@ -518,43 +576,26 @@ private:
   enum class phase { init, resolving, connecting, handshaking, writing, head, body, done };
 
   void prepare(upstream_request&& req) {
-    if (auto why = parse_url(req.url, url_); !why.empty()) {
+    if (req.fixed) {
+      prepare_fixed(std::move(req));
+      return;
+    }
+    if (auto why = parse_url(req.url, own_url_); !why.empty()) {
       setup_error_ = "bad url: " + why;
       return;
     }
-    if (!is_token(req.method)) {
-      setup_error_ = "bad request: invalid method";
+    if (auto why = check_request(req.method, req.headers); !why.empty()) {
+      setup_error_ = std::move(why);
       return;
-    }
-    for (const auto& [name, value] : req.headers) {
-      if (!is_token(name)) {
-        setup_error_ = "bad request: invalid header name";
-        return;
-      }
-      if (!is_field_value(value)) {
-        setup_error_ = "bad request: invalid value for header " + name;
-        return;
-      }
-      // beast's own limits (a field's offsets are 16 bits), with its words.
-      if (name.size() + 2 > std::numeric_limits<std::uint16_t>::max()) {
-        setup_error_ = "bad request: field name too large";
-        return;
-      }
-      if (value.size() + 2 > std::numeric_limits<std::uint16_t>::max()) {
-        setup_error_ = "bad request: field value too large";
-        return;
-      }
     }
     head_request_ = req.method == "HEAD";
     // Set by hand rather than with prepare_payload(), which throws for a
     // TRACE with a body.
-    const bool body_expected =
-      req.method == "POST" || req.method == "PUT" || req.method == "PATCH";
     if (req.body_stream) {
       req_.version(11);
       req_.method_string(req.method);
-      req_.target(url_.target);
-      req_.set(bhttp::field::host, url_.host_header);
+      req_.target(url_->target);
+      req_.set(bhttp::field::host, url_->host_header);
       for (const auto& [name, value] : req.headers)
         if (!client_owned_field(name))
           req_.insert(name, value);
@@ -570,22 +611,44 @@ private:
     // A body known up front (every LLM call): the head as it goes out, in
     // the order beast's serializer would write it, built in one string; the
     // fields container and the serializer cost more than the bytes.
-    std::size_t size = req.method.size() + url_.target.size() + url_.host_header.size() + 64;
-    for (const auto& [name, value] : req.headers)
-      size += name.size() + value.size() + 4;
-    out_head_.reserve(size);
-    out_head_.append(req.method).append(" ").append(url_.target).append(" HTTP/1.1\r\nHost: ");
-    out_head_.append(url_.host_header).append("\r\n");
-    for (const auto& [name, value] : req.headers)
-      if (!client_owned_field(name))
-        out_head_.append(name).append(": ").append(trim_ows(value)).append("\r\n");
-    if (!req.body.empty() || body_expected) {
+    out_head_.reserve(req.method.size() + url_->target.size() + url_->host_header.size() + 64
+                      + rendered_size(req.headers));
+    render_start(out_head_, req.method, *url_);
+    render_fields(out_head_, req.headers);
+    end_head(req.body.size(), expects_body(req.method));
+    out_body_ = std::move(req.body);
+  }
+
+  /// A request whose URL and first fields client::fix checked and rendered:
+  /// only its own fields are checked here.
+  void prepare_fixed(upstream_request&& req) {
+    if (req.body_stream) {
+      setup_error_ = "bad request: a fixed request cannot stream its body";
+      return;
+    }
+    fixed_ = std::move(req.fixed);
+    url_ = &fixed_->url;
+    if (auto why = check_request("GET", req.headers); !why.empty()) {
+      setup_error_ = std::move(why);
+      return;
+    }
+    head_request_ = fixed_->head_request;
+    out_head_.reserve(fixed_->head.size() + rendered_size(req.headers) + 32);
+    out_head_.append(fixed_->head);
+    render_fields(out_head_, req.headers);
+    end_head(req.body.size(), fixed_->body_expected);
+    out_body_ = std::move(req.body);
+  }
+
+  /// Content-Length (when a body goes, or the method expects one) and the
+  /// blank line.
+  void end_head(std::size_t body_size, bool body_expected) {
+    if (body_size != 0 || body_expected) {
       char digits[24];
-      const auto r = std::to_chars(digits, digits + sizeof digits, req.body.size());
+      const auto r = std::to_chars(digits, digits + sizeof digits, body_size);
       out_head_.append("Content-Length: ").append(digits, r.ptr).append("\r\n");
     }
     out_head_.append("\r\n");
-    out_body_ = std::move(req.body);
   }
 
   /// What of out_head_ and out_body_ the write in progress has not sent yet.
@@ -633,8 +696,8 @@ private:
   void do_open() {
     phase_ = phase::init;
     conn_ = std::make_unique<connection>();
-    conn_->key = url_.key;
-    if (url_.tls) {
+    conn_->key = url_->key;
+    if (url_->tls) {
       if (!tls_.error.empty()) {
         finish("tls: " + tls_.error);
         return;
@@ -643,8 +706,8 @@ private:
     } else {
       conn_->plain.emplace(ex_);
     }
-    if (url_.ip_literal) {
-      do_connect(std::vector<tcp::endpoint>{{net::ip::make_address(url_.host), url_.port}});
+    if (url_->ip_literal) {
+      do_connect(std::vector<tcp::endpoint>{{net::ip::make_address(url_->host), url_->port}});
       return;
     }
     phase_ = phase::resolving;
@@ -657,7 +720,7 @@ private:
         self->finish("timeout");
     });
     resolver_->async_resolve(
-      url_.host, url_.port_text,
+      url_->host, url_->port_text,
       [self = shared_from_this()](beast::error_code ec, tcp::resolver::results_type results) {
         self->guard([&] { self->on_resolve(ec, results); });
       });
@@ -668,7 +731,7 @@ private:
       return;
     timer_->cancel();
     if (ec) {
-      finish("connect: cannot resolve " + url_.host + ": " + ec.message());
+      finish("connect: cannot resolve " + url_->host + ": " + ec.message());
       return;
     }
     do_connect(results);
@@ -699,7 +762,7 @@ private:
     }
     beast::error_code ignored;
     conn_->lowest().socket().set_option(tcp::no_delay{true}, ignored);
-    spdlog::debug("upstream {}: connected", url_.key);
+    spdlog::debug("upstream {}: connected", url_->key);
     if (conn_->tls)
       do_handshake();
     else
@@ -713,7 +776,7 @@ private:
     if (tls_.verify) {
       s.set_verify_mode(ssl::verify_peer, ec);
       if (!ec)
-        s.set_verify_callback(ssl::host_name_verification(url_.host), ec);
+        s.set_verify_callback(ssl::host_name_verification(url_->host), ec);
     } else {
       s.set_verify_mode(ssl::verify_none, ec);
     }
@@ -722,10 +785,11 @@ private:
       return;
     }
     // SNI carries names only (RFC 6066), never address literals. SSL_ctrl is
-    // what the SSL_set_tlsext_host_name macro expands to, minus its C cast.
-    if (!url_.ip_literal
+    // what the SSL_set_tlsext_host_name macro expands to, minus its C cast;
+    // it copies the name, so the URL (shared by fixed requests) stays as is.
+    if (!url_->ip_literal
         && SSL_ctrl(s.native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
-                    url_.host.data())
+                    const_cast<char*>(url_->host.c_str()))
              != 1) {
       finish("tls: cannot set the server name");
       return;
@@ -898,7 +962,7 @@ private:
   // again, once, on a fresh connection.
   void retry(const beast::error_code& ec) {
     spdlog::debug("upstream {}: pooled connection was dead ({}); retrying on a fresh one",
-                  url_.key, ec.message());
+                  url_->key, ec.message());
     reused_ = false;
     conn_->close();
     // Kept, not destroyed, inside the handler of its own operation.
@@ -1040,9 +1104,9 @@ private:
       f();
       return true;
     } catch (const std::exception& e) {
-      spdlog::error("upstream {}: a response handler threw: {}", url_.key, e.what());
+      spdlog::error("upstream {}: a response handler threw: {}", url_->key, e.what());
     } catch (...) {
-      spdlog::error("upstream {}: a response handler threw", url_.key);
+      spdlog::error("upstream {}: a response handler threw", url_->key);
     }
     finish("cancelled");
     return false;
@@ -1070,7 +1134,7 @@ private:
     {
       std::lock_guard<std::mutex> lock{st_->mutex};
       if (st_->open) {
-        auto& q = st_->idle[url_.key];
+        auto& q = st_->idle[url_->key];
         st_->drop_expired(q, conn_->idle_since, dropped);
         if (q.size() < st_->max_idle_per_host)
           q.push_back(std::move(conn_));
@@ -1091,7 +1155,9 @@ private:
   std::mutex start_mutex_;  ///< run_here against on_cancel
   bool here_ = false;        ///< inside run_here
 
-  target_url url_;
+  target_url own_url_;
+  std::shared_ptr<const fixed_part> fixed_;  ///< set: the URL and the head's start are its
+  const target_url* url_ = &own_url_;        ///< own_url_ or fixed_'s
   std::string setup_error_;
   /// A streamed body's request, written by beast's serializer.
   bhttp::request<bhttp::string_body> req_;
@@ -1327,6 +1393,26 @@ std::shared_ptr<call_handle> client::start(upstream_request req, upstream_handle
   else if (here)
     c->run_here();  // the caller holds the client, and the client its io_context
   return std::shared_ptr<call_handle>(new call_handle(c));
+}
+
+fixed_request client::fix(std::string_view method, std::string_view url,
+                          const std::vector<std::pair<std::string, std::string>>& headers,
+                          std::string& error) {
+  error.clear();
+  auto f = std::make_shared<detail::fixed_part>();
+  if (auto why = parse_url(url, f->url); !why.empty()) {
+    error = "bad url: " + why;
+    return {};
+  }
+  if (auto why = check_request(method, headers); !why.empty()) {
+    error = std::move(why);
+    return {};
+  }
+  f->head_request = method == "HEAD";
+  f->body_expected = expects_body(method);
+  render_start(f->head, method, f->url);
+  render_fields(f->head, headers);
+  return f;
 }
 
 std::size_t client::idle_connections() const {

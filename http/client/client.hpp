@@ -23,7 +23,13 @@ namespace tollgate::http::client {
 
 namespace detail {
 class call;
+struct fixed_part;
 } // namespace detail
+
+/// The method, URL and first header fields of requests that many calls
+/// share (an LLM provider's endpoint), checked and rendered once by
+/// client::fix. Immutable; any number of calls may use it at once.
+using fixed_request = std::shared_ptr<const detail::fixed_part>;
 
 /// The response cap of a call that sets none.
 inline constexpr std::size_t default_max_response_bytes = std::size_t{16} << 20;
@@ -48,6 +54,11 @@ struct upstream_request {
   /// large". 0: no cap, for a streamed body (on_data set) only; a buffered
   /// one then keeps the default.
   std::size_t max_response_bytes = default_max_response_bytes;
+  /// Set (client::fix): the method, the URL and the first header fields
+  /// come from here, and `method` and `url` are not read; `headers` go out
+  /// after its fields. Not with body_stream (the call then fails with
+  /// "bad request: …").
+  fixed_request fixed;
 };
 
 /// Status line and header fields of an upstream response.
@@ -147,6 +158,14 @@ public:
   /// here, on the caller's thread. The gateway calls it at shutdown, once
   /// its I/O threads stopped, so that every call settles what it holds.
   void cancel_all() noexcept;
+
+  /// Checks and renders a method, a URL and header fields once, for the
+  /// calls that name the result in upstream_request::fixed. Null when a
+  /// call with them would fail; `error` then says why, in the words the
+  /// call would use ("bad url: …", "bad request: …").
+  static fixed_request fix(std::string_view method, std::string_view url,
+                           const std::vector<std::pair<std::string, std::string>>& headers,
+                           std::string& error);
 
   /// Pooled keep-alive connections right now (for tests and metrics).
   std::size_t idle_connections() const;

@@ -13,6 +13,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
 #include <future>
 #include <mutex>
@@ -303,6 +304,115 @@ TEST_CASE("upstream client: buffered GET and POST", "[http][client]") {
     CHECK(seen[0].target == "/");
     CHECK(seen[0].header("content-length").empty());
   }
+}
+
+TEST_CASE("upstream client: a fixed request sends what the same request in full sends",
+          "[http][client]") {
+  std::mutex m;
+  std::vector<seen_request> seen;
+  test_server server{[&](tcp::socket& s, int) { echo_session(s, &m, &seen); }};
+  uc::client c{{}};
+  const std::vector<std::pair<std::string, std::string>> fixed_fields{
+    {"Content-Type", "application/json"}, {"Authorization", "Bearer sk-test"},
+    {"Host", "evil.example"}, {"X-Padded", " \t padded value \t "}};
+  for (const std::string method : {"POST", "GET"}) {
+    for (const std::string body : {"{\"a\":1}", ""}) {
+      CAPTURE(method, body);
+      {
+        std::lock_guard<std::mutex> lock{m};
+        seen.clear();
+      }
+      // In full: URL and every field on the request.
+      uc::upstream_request full;
+      full.method = method;
+      full.url = server.url("/v1/echo?x=1");
+      full.headers = fixed_fields;
+      full.headers.emplace_back("X-Request-Id", "r1");
+      full.body = body;
+      auto p0 = std::make_shared<probe>();
+      c.start(full, handlers(p0, false));
+      REQUIRE(p0->finished());
+      CHECK(p0->error.empty());
+
+      // Fixed: the method, URL and first fields once; twice, so that the
+      // second goes on the pooled connection and the shared part is reused.
+      std::string error = "stale";
+      const auto fixed = uc::client::fix(method, server.url("/v1/echo?x=1"), fixed_fields, error);
+      REQUIRE(fixed);
+      CHECK(error.empty());
+      for (const std::string id : {"r1", "r2"}) {
+        uc::upstream_request req;
+        req.method = "DELETE";  // not read: the fixed part's method goes
+        req.url = "ftp://ignored";
+        req.fixed = fixed;
+        req.headers = {{"X-Request-Id", id}};
+        req.body = body;
+        auto p = std::make_shared<probe>();
+        c.start(std::move(req), handlers(p, false));
+        REQUIRE(p->finished());
+        CHECK(p->error.empty());
+        CHECK(p->head.status == 200);
+        CHECK(p->body == p0->body);
+      }
+      std::lock_guard<std::mutex> lock{m};
+      REQUIRE(seen.size() == 3);
+      for (std::size_t i = 1; i < 3; ++i) {
+        CHECK(seen[i].method == seen[0].method);
+        CHECK(seen[i].target == seen[0].target);
+        CHECK(seen[i].body == seen[0].body);
+        auto fields = seen[i].headers;
+        if (i == 2) {
+          const auto id = std::find_if(fields.begin(), fields.end(),
+                                       [](const auto& f) { return f.first == "x-request-id"; });
+          REQUIRE(id != fields.end());
+          CHECK(id->second == "r2");
+          id->second = "r1";
+        }
+        CHECK(fields == seen[0].headers);  // the same fields, in the same order
+      }
+      CHECK(seen[0].header("x-padded") == "padded value");
+      CHECK(seen[0].count("host") == 1);
+      CHECK(seen[0].header("content-length") == (method == "POST" || !body.empty()
+                                                   ? std::to_string(body.size())
+                                                   : std::string{}));
+    }
+  }
+  CHECK(c.idle_connections() == 1);  // every call above went on one connection
+}
+
+TEST_CASE("upstream client: unusable fixed requests", "[http][client]") {
+  std::string error;
+  CHECK_FALSE(uc::client::fix("POST", "ftp://127.0.0.1/", {}, error));
+  CHECK(error.rfind("bad url: ", 0) == 0);
+  CHECK_FALSE(uc::client::fix("POST", "http://127.0.0.1:1/", {{"X-Key", "a\r\nX-Evil: 1"}}, error));
+  CHECK(error == "bad request: invalid value for header X-Key");
+  CHECK_FALSE(uc::client::fix("PO ST", "http://127.0.0.1:1/", {}, error));
+  CHECK(error == "bad request: invalid method");
+  const auto fixed = uc::client::fix("POST", "http://127.0.0.1:1/", {}, error);
+  REQUIRE(fixed);
+  CHECK(error.empty());
+
+  // The call's own fields are still checked, and a streamed body is refused.
+  uc::client c{{}};
+  const auto check = [&](uc::upstream_request req, const std::string& expected) {
+    auto p = std::make_shared<probe>();
+    c.start(std::move(req), handlers(p, false));
+    REQUIRE(p->finished());
+    CHECK(p->error == expected);
+  };
+  uc::upstream_request injected;
+  injected.fixed = fixed;
+  injected.headers = {{"X-Request-Id", "a\nX-Evil: 1"}};
+  check(injected, "bad request: invalid value for header X-Request-Id");
+  struct never_source final : tollgate::core::body_source {
+    void consume(std::function<void(std::string)>, std::function<void(bool)>) override {}
+    void taken(std::size_t) noexcept override {}
+    void cancel() noexcept override {}
+  };
+  uc::upstream_request streamed;
+  streamed.fixed = fixed;
+  streamed.body_stream = std::make_shared<never_source>();
+  check(streamed, "bad request: a fixed request cannot stream its body");
 }
 
 TEST_CASE("upstream client: a chunked body reaches on_data as it arrives", "[http][client]") {
