@@ -172,16 +172,6 @@ struct stream_reader {
   }
 };
 
-const char* upstream_path(call_kind k) {
-  switch (k) {
-    case call_kind::responses: return "/responses";
-    case call_kind::images: return "/images/generations";
-    case call_kind::chat:
-    case call_kind::send_message: return "/chat/completions";
-  }
-  return "/chat/completions";
-}
-
 bool retryable(const upstream_result& r) {
   if (!r.error.empty())
     return r.error != "cancelled" && r.error != "stopped" && r.error != "response too large";
@@ -942,7 +932,7 @@ void call_upstream(caf::event_based_actor* self, state_ptr st) {
     st->writes_upto = st->svc.writes->submitted();
   const auto& ref = st->current();
   const auto path = upstream_path(st->req.kind);
-  const auto body = upstream_body(*st);
+  auto body = upstream_body(*st);
   if (ref.provider->demo) {
     auto a = demo::call(path, body);
     upstream_result r;
@@ -971,17 +961,19 @@ void call_upstream(caf::event_based_actor* self, state_ptr st) {
     self->send(self, upstream_done_atom::value, st, std::move(r));
     return;
   }
+  const auto& fixed = ref.provider->fixed[static_cast<std::size_t>(st->req.kind)][st->req.stream];
+  if (!fixed) {
+    // The provider's URL or fields are unusable (logged at start): the call
+    // fails as the client would have failed it.
+    upstream_result r;
+    r.error = ref.provider->fixed_error;
+    self->send(self, upstream_done_atom::value, st, std::move(r));
+    return;
+  }
   client::upstream_request up;
-  up.method = "POST";
-  up.url = ref.provider->cfg.base_url + path;
-  up.headers.emplace_back("Content-Type", "application/json");
-  up.headers.emplace_back("Accept", st->req.stream ? "text/event-stream" : "application/json");
-  if (!ref.provider->api_key.empty())
-    up.headers.emplace_back("Authorization", "Bearer " + ref.provider->api_key);
-  for (const auto& h : ref.provider->cfg.headers)
-    up.headers.push_back(h);
+  up.fixed = fixed;
   up.headers.emplace_back("X-Request-Id", st->req.request_id);
-  up.body = body;
+  up.body = std::move(body);
   up.timeout = ref.provider->cfg.request_timeout;
   up.max_response_bytes = st->ctx->max_response_bytes;
 

@@ -17,6 +17,16 @@
 
 namespace tollgate::http::llm {
 
+const char* upstream_path(call_kind k) {
+  switch (k) {
+    case call_kind::responses: return "/responses";
+    case call_kind::images: return "/images/generations";
+    case call_kind::chat:
+    case call_kind::send_message: return "/chat/completions";
+  }
+  return "/chat/completions";
+}
+
 namespace {
 
 using watch_tick_atom = caf::atom_constant<caf::atom("wtick")>;
@@ -31,6 +41,34 @@ caf::behavior watchdog_impl(caf::event_based_actor* self, std::shared_ptr<call_w
       self->delayed_send(self, std::chrono::seconds{1}, watch_tick_atom::value);
     },
   };
+}
+
+/// The provider's upstream requests, one per call kind and stream flag,
+/// checked and rendered once. The fields go out in this order on every call,
+/// followed by the call's X-Request-Id.
+void fix_requests(provider_entry& e) {
+  for (std::size_t k = 0; k < call_kinds; ++k) {
+    for (const bool stream : {false, true}) {
+      std::vector<std::pair<std::string, std::string>> headers;
+      headers.emplace_back("Content-Type", "application/json");
+      headers.emplace_back("Accept", stream ? "text/event-stream" : "application/json");
+      if (!e.api_key.empty())
+        headers.emplace_back("Authorization", "Bearer " + e.api_key);
+      for (const auto& h : e.cfg.headers)
+        headers.push_back(h);
+      e.fixed[k][stream] = client::client::fix(
+        "POST", e.cfg.base_url + upstream_path(static_cast<call_kind>(k)), headers,
+        e.fixed_error);
+      if (!e.fixed_error.empty()) {
+        // Never quotes the URL or the fields: either can carry a key.
+        spdlog::warn("provider {}: its requests cannot go out: {}", e.cfg.name, e.fixed_error);
+        for (auto& per_kind : e.fixed)
+          for (auto& f : per_kind)
+            f.reset();
+        return;
+      }
+    }
+  }
 }
 
 } // namespace
@@ -120,6 +158,8 @@ std::shared_ptr<context> make_context(const core::llm_config& cfg, caf::actor_sy
                             &ctx->tokens->with({p.name, m.id, "prompt"}),
                             &ctx->tokens->with({p.name, m.id, "completion"}),
                             &ctx->charged->with({p.name, m.id})});
+    if (!e.demo)
+      fix_requests(e);
     e.actor = actors::spawn_provider(sys, p, clock);
     spdlog::info("provider {}: {} with {} models", p.name, e.demo ? "built-in demo" : p.base_url,
                  p.models.size());

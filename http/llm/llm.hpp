@@ -21,7 +21,10 @@ class actor_system;
 
 namespace tollgate::http::client {
 class client;
+namespace detail {
+struct fixed_part;
 }
+} // namespace tollgate::http::client
 
 namespace tollgate::metrics {
 class registry;
@@ -43,12 +46,25 @@ struct model_meters {
   metrics::counter* charged = nullptr;
 };
 
+/// What kind of upstream call a route makes.
+enum class call_kind { chat, responses, images, send_message };
+inline constexpr std::size_t call_kinds = 4;
+
+/// The upstream path of a call kind, after the provider's base_url.
+const char* upstream_path(call_kind k);
+
 struct provider_entry {
   core::provider_config cfg;
   std::vector<model_meters> meters;  ///< parallel to cfg.models; empty without a registry
   actors::provider_actor actor;
   std::string api_key;  ///< from cfg.api_key_env; never logged, never sent to clients
   bool demo = false;    ///< "builtin:demo": answered in-process
+  /// The upstream request's method, URL and fixed fields (Content-Type,
+  /// Accept, Authorization, cfg.headers) per call kind, without and with a
+  /// stream: checked and rendered once (client::fix). Null when unusable;
+  /// `fixed_error` says why, and a call then fails with it.
+  std::shared_ptr<const client::detail::fixed_part> fixed[call_kinds][2];
+  std::string fixed_error;
 };
 
 /// A model at a provider.
@@ -99,9 +115,6 @@ std::shared_ptr<context> make_context(const core::llm_config& cfg, caf::actor_sy
 
 /// Stops the provider actors and the watchdog (at shutdown).
 void stop_context(context& ctx);
-
-/// What kind of upstream call a route makes.
-enum class call_kind { chat, responses, images, send_message };
 
 /// One client request, parsed and checked by its route.
 struct call_request {

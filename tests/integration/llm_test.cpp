@@ -402,6 +402,39 @@ TEST_CASE("an upstream that answers garbage gets the client a 502, and the promp
   CHECK(l["data"][0]["amount_micro"].GetInt64() == used * 1000);
 }
 
+TEST_CASE("a provider whose requests cannot go out fails each call, and its fallback serves",
+          "[integration][llm]") {
+  mock up;
+  test::temp_dir dir;
+  instance g{dir.str("data"), core::system_clock::instance(), [&](core::config& c) {
+               // A field no request may carry (it would smuggle another one
+               // in), and a port no URL may name.
+               auto bad_field = provider("bad_field", up.url(), {{"X-Org", "o1\r\nX-Evil: 1"}});
+               bad_field.retries = 0;
+               bad_field.fallbacks = {"mock"};
+               auto bad_port = provider("bad_port", "http://127.0.0.1:99999/v1");
+               bad_port.retries = 0;
+               bad_port.models[0].id = "m2";
+               c.llm.providers = {bad_field, bad_port, provider("mock", up.url())};
+             }};
+  auto a = create_user(g, "alice");
+  auto r = g.call("POST", "/v1/chat/completions", a.key, chat_body());
+  REQUIRE(r.status == 200);
+  auto l = ledger(g, a.key);
+  REQUIRE(l["data"].Size() == 1);
+  CHECK(str(l["data"][0]["provider"]) == "mock");
+  CHECK(balance_micro(g, a.key) == 10'000'000 - cost);
+
+  r = g.call("POST", "/v1/chat/completions", a.key,
+             R"({"model":"m2","messages":[{"role":"user","content":"x"}]})");
+  CHECK(r.status == 502);
+  CHECK(str(json(r)["error"]["message"]).find("bad url") != std::string::npos);
+  CHECK(r.body.find("99999") == std::string::npos);  // never the URL
+  CHECK(ledger(g, a.key)["data"].Size() == 1);       // nothing charged, all released
+  CHECK(balance_micro(g, a.key) == 10'000'000 - cost);
+  CHECK(tokens_used(g, a.key) == 16);
+}
+
 TEST_CASE("a stream that breaks mid-way ends with an error event and settles what came",
           "[integration][llm]") {
   mock up;
