@@ -424,6 +424,8 @@ wallet_actor spawn_wallet(caf::actor_system& sys, wallet_snapshot snapshot, stor
           auto ops = balance_ops(st, v->entry.user_id);
           ops.push_back(put_entry(v));
           write(self, std::move(ops), [rp, v](bool ok) mutable {
+            if (!rp.pending())
+              return;  // sent without a reply wanted (the I/O thread's charge)
             if (ok)
               rp.deliver(v->entry);
             else
