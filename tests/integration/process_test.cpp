@@ -7,7 +7,9 @@
 #include <catch2/catch.hpp>
 
 #include <csignal>
+#include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <regex>
 
 using namespace tollgate;
@@ -28,6 +30,53 @@ TEST_CASE("the version flag prints the version", "[process]") {
   test::child_process p{{TOLLGATE_BINARY, "--version"}};
   CHECK(p.wait(10s) == 0);
   CHECK(p.output().rfind("tollgate ", 0) == 0);
+}
+
+namespace {
+
+/// Sets an environment variable for the processes started in a scope.
+struct scoped_env {
+  std::string name;
+  std::optional<std::string> old;
+  scoped_env(std::string n, const char* value) : name(std::move(n)) {
+    if (const char* o = std::getenv(name.c_str()))
+      old = o;
+    if (value != nullptr)
+      ::setenv(name.c_str(), value, 1);
+    else
+      ::unsetenv(name.c_str());
+  }
+  ~scoped_env() {
+    if (old)
+      ::setenv(name.c_str(), old->c_str(), 1);
+    else
+      ::unsetenv(name.c_str());
+  }
+};
+
+} // namespace
+
+TEST_CASE("the gateway runs with a larger malloc cache unless the operator set its own",
+          "[process]") {
+  test::temp_dir dir;
+  const auto run = [&](const char* tunables) {
+    scoped_env env{"GLIBC_TUNABLES", tunables};
+    test::child_process p{{TOLLGATE_BINARY, "--listen", "127.0.0.1:0", "--data-dir",
+                           dir.str("data"), "--log-level", "info"}};
+    REQUIRE(p.wait_for_output("listening on", 20s));
+    CHECK(test::request(port_from(p.output()), "GET", "/ping").status == 200);
+    p.signal(SIGTERM);
+    CHECK(p.wait(20s) == 0);
+    return p.output();
+  };
+  CHECK(run(nullptr).find("glibc tunables: glibc.malloc.tcache_count=64\n") != std::string::npos);
+  // Other tunables stay, and the cache's is added after them.
+  CHECK(run("glibc.malloc.check=0")
+          .find("glibc tunables: glibc.malloc.check=0:glibc.malloc.tcache_count=64\n")
+        != std::string::npos);
+  // The operator's own cache size is kept.
+  CHECK(run("glibc.malloc.tcache_count=7").find("glibc tunables: glibc.malloc.tcache_count=7\n")
+        != std::string::npos);
 }
 
 TEST_CASE("a bad config stops the start with exit code 2 and names key and line",

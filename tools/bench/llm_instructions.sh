@@ -28,6 +28,11 @@ out="$work/callgrind.out"
 CONNS=${CONNS:-1}
 per_thread=""
 if [ "$CONNS" != 1 ] || [ "${THREADS:-0}" = 1 ]; then per_thread="--separate-threads=yes"; fi
+# The gateway sets glibc's malloc cache tunable and runs itself again when
+# the environment does not (app/main.cpp); under valgrind that second run
+# would escape the count. Set here, as the gateway would set it, so every
+# build is counted with it (an older build that does not set it itself too).
+export GLIBC_TUNABLES=${GLIBC_TUNABLES:-glibc.malloc.tcache_count=64}
 valgrind --tool=callgrind $per_thread --instr-atstart=no --callgrind-out-file="$out" \
   "$BIN" --config "$work/cg.toml" > "$work/tg.out" 2> "$work/tg.err" &
 TG_PID=$!
