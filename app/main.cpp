@@ -14,10 +14,13 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
+#include <algorithm>
 #include <iostream>
+#include <optional>
 #include <string>
 
+#include <sys/auxv.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace {
@@ -43,21 +46,58 @@ void setup_logging(const std::string& level) {
 /// a tunable glibc reads only at start: when the environment does not set
 /// it, the gateway sets it and runs itself again (the same process and
 /// arguments). An operator's own glibc.malloc.tcache_count (7 is glibc's
-/// default) is kept as it is.
+/// default) is kept as it is. Not done (and glibc's default kept):
+/// - in a secure-mode process (setuid, file capabilities), where glibc
+///   drops malloc tunables, so the second run would not see its own;
+/// - when /proc/self/exe is not the program argv[0] names (started through
+///   the dynamic loader, or under valgrind): running it would not run the
+///   gateway as it was started;
+/// - a second time: the first run marks the environment for the second.
 void tune_allocator(char** argv) {
   constexpr const char* name = "GLIBC_TUNABLES";
+  constexpr const char* mark = "TOLLGATE_TUNED_EXEC";
   constexpr const char* tcache = "glibc.malloc.tcache_count=64";
-  const char* set = std::getenv(name);
-  if (set != nullptr && std::strstr(set, "glibc.malloc.tcache_count=") != nullptr)
+  if (std::getenv(mark) != nullptr) {
+    ::unsetenv(mark);  // this is the second run
     return;
-  const std::string value =
-    set != nullptr && *set != '\0' ? std::string{set} + ":" + tcache : std::string{tcache};
-  if (::setenv(name, value.c_str(), 1) != 0)
+  }
+  std::optional<std::string> set;
+  if (const char* v = std::getenv(name))
+    set = v;
+  if (set && set->find("glibc.malloc.tcache_count=") != std::string::npos)
+    return;
+  if (::getauxval(AT_SECURE) != 0 || argv[0] == nullptr)
+    return;
+  // The program argv[0] names, found as the shell found it.
+  std::string program = argv[0];
+  if (program.find('/') == std::string::npos) {
+    const char* path = std::getenv("PATH");
+    std::string dirs = path != nullptr ? path : "";
+    program.clear();
+    for (std::size_t at = 0; at <= dirs.size();) {
+      const auto end = std::min(dirs.find(':', at), dirs.size());
+      const auto candidate = (end > at ? dirs.substr(at, end - at) : ".") + "/" + argv[0];
+      if (::access(candidate.c_str(), X_OK) == 0) {
+        program = candidate;
+        break;
+      }
+      at = end + 1;
+    }
+  }
+  struct stat self {};
+  struct stat named {};
+  if (program.empty() || ::stat("/proc/self/exe", &self) != 0
+      || ::stat(program.c_str(), &named) != 0 || self.st_dev != named.st_dev
+      || self.st_ino != named.st_ino)
+    return;
+  const std::string value = set && !set->empty() ? *set + ":" + tcache : std::string{tcache};
+  if (::setenv(name, value.c_str(), 1) != 0 || ::setenv(mark, "1", 1) != 0)
     return;
   ::execv("/proc/self/exe", argv);
-  // Not possible here (no /proc): go on with glibc's default.
-  if (set != nullptr)
-    ::setenv(name, set, 1);
+  // The exec failed: go on with glibc's default.
+  ::unsetenv(mark);
+  if (set)
+    ::setenv(name, set->c_str(), 1);
   else
     ::unsetenv(name);
 }

@@ -74,41 +74,46 @@ void add_rate_limit_headers(std::string& out, const actors::limit_report& r,
   const auto old = out.size();
   out.resize(old + room);
   field_writer w{out.data() + old, out.data() + out.size()};
-  if (x_ratelimit) {
-    w.field("X-RateLimit-Limit", r.limit);
-    w.field("X-RateLimit-Remaining", r.remaining);
-    w.field("X-RateLimit-Reset", r.reset);
-    w.field("X-RateLimit-Window", r.window);
-  }
-  if (ratelimit) {
-    w.field("RateLimit-Limit", r.limit);
-    w.field("RateLimit-Remaining", r.remaining);
-    w.field("RateLimit-Reset", until_reset);
-  }
-  if (ietf) {
-    w.put("RateLimit-Policy: ");
-    bool first = true;
-    for (const auto& p : r.policies) {
-      if (!first)
-        w.put(", ");
-      first = false;
-      w.put("\"");
-      w.put(p.name);
-      w.put("\";q=");
-      w.put(p.limit);
-      w.put(";w=");
-      w.put(p.window);
+  try {
+    if (x_ratelimit) {
+      w.field("X-RateLimit-Limit", r.limit);
+      w.field("X-RateLimit-Remaining", r.remaining);
+      w.field("X-RateLimit-Reset", r.reset);
+      w.field("X-RateLimit-Window", r.window);
     }
-    w.put("\r\nRateLimit: \"");
-    w.put(r.policy);
-    w.put("\";r=");
-    w.put(r.remaining);
-    w.put(";t=");
-    w.put(until_reset);
-    w.put("\r\n");
+    if (ratelimit) {
+      w.field("RateLimit-Limit", r.limit);
+      w.field("RateLimit-Remaining", r.remaining);
+      w.field("RateLimit-Reset", until_reset);
+    }
+    if (ietf) {
+      w.put("RateLimit-Policy: ");
+      bool first = true;
+      for (const auto& p : r.policies) {
+        if (!first)
+          w.put(", ");
+        first = false;
+        w.put("\"");
+        w.put(p.name);
+        w.put("\";q=");
+        w.put(p.limit);
+        w.put(";w=");
+        w.put(p.window);
+      }
+      w.put("\r\nRateLimit: \"");
+      w.put(r.policy);
+      w.put("\";r=");
+      w.put(r.remaining);
+      w.put(";t=");
+      w.put(until_reset);
+      w.put("\r\n");
+    }
+    if (!r.allowed)
+      w.field("Retry-After", std::max<std::int64_t>(1, r.retry_after));
+  } catch (...) {
+    out.resize(old);  // no room's worth of NULs left behind
+    throw;
   }
-  if (!r.allowed)
-    w.field("Retry-After", std::max<std::int64_t>(1, r.retry_after));
   out.resize(static_cast<std::size_t>(w.p - out.data()));
 }
 

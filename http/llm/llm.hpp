@@ -49,6 +49,7 @@ struct model_meters {
 /// What kind of upstream call a route makes.
 enum class call_kind { chat, responses, images, send_message };
 inline constexpr std::size_t call_kinds = 4;
+static_assert(static_cast<std::size_t>(call_kind::send_message) + 1 == call_kinds);
 
 /// The upstream path of a call kind, after the provider's base_url.
 const char* upstream_path(call_kind k);

@@ -10,6 +10,10 @@
 #include <cstdlib>
 #include <fstream>
 #include <optional>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
 #include <regex>
 
 using namespace tollgate;
@@ -59,10 +63,12 @@ struct scoped_env {
 TEST_CASE("the gateway runs with a larger malloc cache unless the operator set its own",
           "[process]") {
   test::temp_dir dir;
-  const auto run = [&](const char* tunables) {
+  const auto run = [&](const char* tunables, std::vector<std::string> argv = {TOLLGATE_BINARY}) {
     scoped_env env{"GLIBC_TUNABLES", tunables};
-    test::child_process p{{TOLLGATE_BINARY, "--listen", "127.0.0.1:0", "--data-dir",
-                           dir.str("data"), "--log-level", "info"}};
+    for (const char* a : {"--listen", "127.0.0.1:0", "--log-level", "info", "--data-dir"})
+      argv.emplace_back(a);
+    argv.push_back(dir.str("data"));
+    test::child_process p{argv};
     REQUIRE(p.wait_for_output("listening on", 20s));
     CHECK(test::request(port_from(p.output()), "GET", "/ping").status == 200);
     p.signal(SIGTERM);
@@ -77,6 +83,16 @@ TEST_CASE("the gateway runs with a larger malloc cache unless the operator set i
   // The operator's own cache size is kept.
   CHECK(run("glibc.malloc.tcache_count=7").find("glibc tunables: glibc.malloc.tcache_count=7\n")
         != std::string::npos);
+  {
+    // Marked as the second run already: no other run.
+    scoped_env marked{"TOLLGATE_TUNED_EXEC", "1"};
+    CHECK(run(nullptr).find("glibc tunables:") == std::string::npos);
+  }
+  // Started through the dynamic loader, /proc/self/exe is the loader: the
+  // gateway starts as it is, untuned, instead of running the loader alone.
+  const std::string loader = "/lib64/ld-linux-x86-64.so.2";
+  REQUIRE(::access(loader.c_str(), X_OK) == 0);
+  CHECK(run(nullptr, {loader, TOLLGATE_BINARY}).find("glibc tunables:") == std::string::npos);
 }
 
 TEST_CASE("a bad config stops the start with exit code 2 and names key and line",

@@ -22,7 +22,6 @@ public:
   /// or 128+signal when killed by a signal.
   int wait(std::chrono::milliseconds timeout);
   const std::string& output() const noexcept { return output_; }
-  int pid() const noexcept { return pid_; }
 
 private:
   void drain(int timeout_ms);
