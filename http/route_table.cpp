@@ -75,6 +75,11 @@ std::uint32_t route_table::add(std::string method, std::string pattern, bool met
       throw std::invalid_argument("duplicate route: " + method + " " + pattern);
   const auto id = static_cast<std::uint32_t>(routes_.size());
   c.route_index = id;
+  bool literal = !c.wildcard;
+  for (const bool param : c.is_param)
+    literal = literal && !param;
+  if (literal)
+    literal_[pattern].push_back(id);
   routes_.push_back(
     route{std::move(method), std::move(pattern), id, metered, proxy, proxy || upstream});
   compiled_.push_back(std::move(c));
@@ -83,6 +88,24 @@ std::uint32_t route_table::add(std::string method, std::string pattern, bool met
 
 route_table::match_result route_table::match(std::string_view method,
                                              std::string_view path) const {
+  match_result result;
+  // Most requests name a template without parameters: found directly. (A
+  // method it does not take goes through the scoring below, which lists
+  // the methods of 405's Allow.)
+  if (const auto it = literal_.find(path); it != literal_.end()) {
+    for (const auto id : it->second) {
+      if (routes_[id].method == method) {
+        result.kind = outcome::found;
+        result.matched = &routes_[id];
+        return result;
+      }
+    }
+  }
+  return match_by_score(method, path);
+}
+
+route_table::match_result route_table::match_by_score(std::string_view method,
+                                                      std::string_view path) const {
   match_result result;
   const auto segs = split(path);
   std::uint64_t best_score = 0;

@@ -3,6 +3,8 @@
 #include "core/api_message.hpp"
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -45,6 +47,10 @@ public:
   /// parameter at the same position, so `/models/providers` wins over
   /// `/models/{id}`.
   match_result match(std::string_view method, std::string_view path) const;
+  /// What match() answers, found by scoring every template (match() finds
+  /// a parameterless template directly first). For tests that check both
+  /// agree.
+  match_result match_by_score(std::string_view method, std::string_view path) const;
 
   const std::vector<route>& routes() const noexcept { return routes_; }
   /// Some route forwards to a backend (the session then looks for request
@@ -63,6 +69,10 @@ private:
   std::vector<route> routes_;
   bool has_proxy_ = false;
   std::vector<compiled> compiled_;
+  /// Templates without parameters, by pattern: a path that equals one is
+  /// that template's (no other matches it as specifically), so the methods
+  /// listed here decide without scoring every template.
+  std::map<std::string, std::vector<std::uint32_t>, std::less<>> literal_;
 };
 
 } // namespace tollgate::http

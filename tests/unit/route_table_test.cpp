@@ -140,6 +140,49 @@ TEST_CASE("the gateway's routes that call an upstream are marked so, the others 
   CHECK_FALSE(upstream("GET", "/api/agent/status"));
 }
 
+TEST_CASE("a path that names a template without parameters is matched as scoring matches it",
+          "[http][routes]") {
+  // The gateway's own table, with a proxy route's wildcard and a parameter
+  // beside literals of the same length, and every path it names plus
+  // near misses, for every method.
+  const auto set = http::build_routes();
+  auto t = *set.table;
+  t.add("GET", "/scans/{*rest}", true, true);
+  t.add("POST", "/scans/latest", true, true);
+  std::vector<std::string> paths;
+  for (const auto& r : t.routes()) {
+    std::string p;
+    for (const char c : r.pattern)
+      p += c == '{' ? 'x' : c == '}' || c == '*' ? 'y' : c;  // parameters become values
+    paths.push_back(r.pattern);
+    paths.push_back(p);
+    paths.push_back(p + "/");
+    paths.push_back("/" + p);
+    paths.push_back(p + "/more");
+  }
+  std::size_t literal_hits = 0;
+  for (const auto& path : paths) {
+    for (const char* method : {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"}) {
+      CAPTURE(method, path);
+      const auto fast = t.match(method, path);
+      const auto scored = t.match_by_score(method, path);
+      REQUIRE(fast.kind == scored.kind);
+      CHECK(fast.matched == scored.matched);
+      CHECK(fast.params == scored.params);
+      CHECK(fast.allow == scored.allow);
+      literal_hits += fast.kind == route_table::outcome::found && fast.params.empty() ? 1 : 0;
+    }
+  }
+  CHECK(literal_hits > 40);  // the direct path was taken, not only the scoring
+  // The literal beats the wildcard; another method gets the literal's 405
+  // (the most specific template decides), through the scoring.
+  REQUIRE(t.match("POST", "/scans/latest").kind == route_table::outcome::found);
+  CHECK(t.match("POST", "/scans/latest").matched->pattern == "/scans/latest");
+  const auto other = t.match("GET", "/scans/latest");
+  CHECK(other.kind == route_table::outcome::method_not_allowed);
+  CHECK(other.allow == "POST");
+}
+
 TEST_CASE("a cancel slot runs its function once, whichever comes first", "[http][cancel]") {
   int runs = 0;
   SECTION("left first, then the client goes") {
