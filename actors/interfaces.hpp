@@ -170,11 +170,14 @@ struct auth_decision {
   std::string detail;
   core::principal who;
   limit_report limits;
+  /// The key actor asked is stopping (it reported itself idle): nothing was
+  /// decided or counted; ask the directory, which runs the key's next actor.
+  bool moved = false;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, auth_decision& x) {
-  return f(x.code, x.detail, x.who, x.limits);
+  return f(x.code, x.detail, x.who, x.limits, x.moved);
 }
 
 /// The answer to a token reservation: granted (and held until settled), or
@@ -186,11 +189,14 @@ struct token_reservation {
   std::int64_t remaining_day = 0;
   std::int64_t remaining_month = 0;
   std::int64_t retry_after = 0;   ///< seconds until the refusing budget resets
+  /// As auth_decision::moved: nothing reserved; ask the directory.
+  bool moved = false;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, token_reservation& x) {
-  return f(x.granted, x.tokens, x.budget, x.remaining_day, x.remaining_month, x.retry_after);
+  return f(x.granted, x.tokens, x.budget, x.remaining_day, x.remaining_month, x.retry_after,
+           x.moved);
 }
 
 /// One policy's state for the usage routes.

@@ -350,6 +350,11 @@ key_actor::behavior_type key_impl(key_pointer self) {
       d.detail = core::key_refusal(st.key, to_epoch(st.clock->now()));
       if (!d.detail.empty())
         return d;
+      if (st.idle_reported) {
+        // Stopping: what this actor counts now could miss its last write.
+        d.moved = true;
+        return d;
+      }
       d.who.user_id = st.key.user_id;
       d.who.key_id = st.key.id;
       d.who.role = st.user.role;
@@ -366,6 +371,10 @@ key_actor::behavior_type key_impl(key_pointer self) {
       auto& st = self->state;
       token_reservation r;
       r.tokens = tokens;
+      if (st.idle_reported) {
+        r.moved = true;  // stopping: the key's next actor reserves
+        return r;
+      }
       if (tokens < 0)
         return make_error(core::errc::bad_request, "a reservation cannot be negative");
       const auto now = st.clock->now();
@@ -549,6 +558,16 @@ struct directory_state {
   metrics::counter* tokens_settled = nullptr;
   metrics::counter* reservations_refused = nullptr;
   metrics::counter* counters_saved = nullptr;
+
+  directory_state() = default;
+  directory_state(const directory_state&) = delete;
+  directory_state& operator=(const directory_state&) = delete;
+  /// The directory's end (shutdown) ends its linked key actors: the shared
+  /// list lets go of them.
+  ~directory_state() {
+    if (cfg.live)
+      cfg.live->clear();
+  }
 };
 
 using directory_pointer = key_directory_actor::stateful_pointer<directory_state>;
@@ -614,6 +633,8 @@ void spawn_key(directory_pointer self, const std::string& hash, key_lookup& foun
       return key_impl(k);
     });
   st.live[hash] = {actor, found.key.user_id};
+  if (st.cfg.live)
+    st.cfg.live->add(hash, actor);
   st.live_gauge->set(static_cast<std::int64_t>(st.live.size()));
   st.spawned->inc();
   for (auto& w : waiting)
@@ -756,6 +777,8 @@ key_directory_actor::behavior_type directory_impl(directory_pointer self) {
       // key that comes meanwhile waits for the flush to commit.
       auto old = it->second.actor;
       st.live.erase(it);
+      if (st.cfg.live)
+        st.cfg.live->remove(hash);
       st.live_gauge->set(static_cast<std::int64_t>(st.live.size()));
       st.stopping.insert(hash);
       const auto resume = [self, hash, old] {
@@ -853,6 +876,37 @@ bool decode_counters(std::string_view text,
     out.emplace_back(std::string{f[0]}, s);
   }
   return !first;
+}
+
+key_actor live_keys::find(const std::string& hash) const {
+  std::lock_guard<std::mutex> lock{mutex_};
+  const auto it = actors_.find(hash);
+  return it == actors_.end() ? key_actor{} : it->second;
+}
+
+void live_keys::add(const std::string& hash, key_actor actor) {
+  std::lock_guard<std::mutex> lock{mutex_};
+  actors_[hash] = std::move(actor);
+}
+
+void live_keys::remove(const std::string& hash) {
+  key_actor gone;  // released after the lock
+  std::lock_guard<std::mutex> lock{mutex_};
+  if (const auto it = actors_.find(hash); it != actors_.end()) {
+    gone = std::move(it->second);
+    actors_.erase(it);
+  }
+}
+
+void live_keys::clear() {
+  std::unordered_map<std::string, key_actor> gone;
+  std::lock_guard<std::mutex> lock{mutex_};
+  gone.swap(actors_);
+}
+
+std::size_t live_keys::size() const {
+  std::lock_guard<std::mutex> lock{mutex_};
+  return actors_.size();
 }
 
 key_directory_actor spawn_key_directory(caf::actor_system& sys, const core::clock& clock,

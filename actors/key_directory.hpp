@@ -6,7 +6,10 @@
 #include "core/rate_limit.hpp"
 
 #include <memory>
+#include <mutex>
+#include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -21,6 +24,26 @@ class write_queue;
 }
 
 namespace tollgate::actors {
+
+/// The key actors the directory runs, by key hash, so that the request path
+/// asks a live key's actor straight (auth, token reservations) instead of
+/// through the directory, one message hop less. The directory adds an actor
+/// once it runs and removes it when the actor reports itself idle, before it
+/// stops. A caller that still holds it then gets `moved` (or, once it has
+/// stopped, an error) and asks the directory. Thread-safe.
+class live_keys {
+public:
+  /// The key's actor, or an invalid handle.
+  key_actor find(const std::string& hash) const;
+  void add(const std::string& hash, key_actor actor);
+  void remove(const std::string& hash);
+  void clear();
+  std::size_t size() const;
+
+private:
+  mutable std::mutex mutex_;
+  std::unordered_map<std::string, key_actor> actors_;
+};
 
 struct key_directory_config {
   /// A key actor with no request for this long flushes and stops; the next
@@ -38,6 +61,8 @@ struct key_directory_config {
   /// reservation is then granted before its write commits: whoever acts on
   /// it checks the queue before answering its client (http/llm/call.cpp).
   std::shared_ptr<storage::write_queue> direct;
+  /// Set: the directory lists its live key actors here (see live_keys).
+  std::shared_ptr<live_keys> live;
 };
 
 /// The counters of a key as stored in the usage column ("l/<hash>").

@@ -28,10 +28,15 @@ class write_queue;
 namespace tollgate::actors {
 
 /// What route handlers may use: the actors they ask and the shared services.
+class live_keys;
+
 struct services {
   storage_actor storage;
   accounts_actor accounts;
   key_directory_actor directory;
+  /// The directory's live key actors, asked straight when listed; null:
+  /// always through the directory.
+  std::shared_ptr<live_keys> keys;
   wallet_actor wallet;
   chat_sessions_actor chat;
   /// The key actors' and the wallet's write queue (no fsync mode), or null.

@@ -52,6 +52,8 @@ struct gateway::impl {
   std::unique_ptr<caf::actor_system> system;
   actors::storage_actor storage;
   actors::key_directory_actor directory;
+  /// The directory's live key actors, which routes ask straight.
+  std::shared_ptr<actors::live_keys> keys = std::make_shared<actors::live_keys>();
   actors::accounts_actor accounts;
   actors::wallet_actor wallet;
   actors::chat_sessions_actor chat;
@@ -156,6 +158,7 @@ void gateway::start() {
       storage_metrics.committed(records, ok);
     });
   dir_cfg.direct = writes;
+  dir_cfg.live = s.keys;
   s.writes = writes;
   s.directory = actors::spawn_key_directory(*s.system, s.clock, dir_cfg, s.registry);
   s.accounts = actors::spawn_accounts(
@@ -203,6 +206,7 @@ void gateway::start() {
   svc.storage = s.storage;
   svc.accounts = s.accounts;
   svc.directory = s.directory;
+  svc.keys = s.keys;
   svc.wallet = s.wallet;
   svc.chat = s.chat;
   svc.writes = writes;
@@ -394,6 +398,10 @@ bool gateway::shutdown() {
 
 metrics::registry& gateway::metrics() noexcept {
   return impl_->registry;
+}
+
+actors::live_keys& gateway::live_keys() noexcept {
+  return *impl_->keys;
 }
 
 } // namespace tollgate::app

@@ -11,6 +11,10 @@ namespace tollgate::metrics {
 class registry;
 }
 
+namespace tollgate::actors {
+class live_keys;
+}
+
 namespace tollgate::app {
 
 /// The whole process wired together: store, actor system, storage actor,
@@ -35,6 +39,9 @@ public:
   bool shutdown();
 
   metrics::registry& metrics() noexcept;
+
+  /// The key actors routes ask straight (tests change entries in it).
+  actors::live_keys& live_keys() noexcept;
 
   /// The admin key generated at this start (empty when none was): printed
   /// once to stderr by start(); exposed for tests.

@@ -1,5 +1,7 @@
 #include "http/api/auth.hpp"
 
+#include "actors/key_directory.hpp"
+
 #include "core/api_key.hpp"
 #include "http/api/common.hpp"
 #include "http/api/ratelimit.hpp"
@@ -133,9 +135,100 @@ std::string_view presented_key(const core::api_request& req, bool& present) noex
   return trim(key);
 }
 
+namespace {
+
+/// A request waiting for its key's decision.
+struct auth_call {
+  access a;
+  std::shared_ptr<const authed_handler> h;
+  core::api_request req;
+  core::responder_ptr out;
+};
+using auth_call_ptr = std::shared_ptr<auth_call>;
+
+void on_decision(actors::router_pointer self, const actors::services& svc, auth_call& c,
+                 actors::auth_decision& d) {
+  if (d.limits.metered && svc.limit_decisions != nullptr)
+    count_decision(self, svc, c.req, d.limits);
+  if (d.code == core::errc::too_many_requests) {
+    reject_rate_limited(svc, c.a, c.req, c.out, d.limits);
+    return;
+  }
+  if (d.code != core::errc::ok) {
+    respond_error(c.out, core::errc::unauthorized, d.detail);
+    return;
+  }
+  if (d.limits.metered && svc.limits) {
+    std::string headers;
+    add_rate_limit_headers(headers, d.limits, dialects_for(*svc.limits, c.a.group),
+                           now_epoch(svc));
+    c.out = std::make_shared<header_responder>(std::move(c.out), std::move(headers));
+  }
+  // The router's own try/catch does not cover continuations; an escaping
+  // exception would take the router down.
+  try {
+    authorise(c.a, self, svc, c.req, c.out, d.who, *c.h);
+  } catch (const std::exception& e) {
+    spdlog::error("request {}: handler for {} {} threw: {}", c.req.request_id, c.req.method,
+                  c.req.path, e.what());
+    respond_error(c.out, core::errc::internal, "Internal Server Error");
+  }
+}
+
+// No timeout on these requests: a timeout is a timer in CAF's clock thread,
+// which wakes twice per request (set and cancel) and cost every metered
+// route measurably. The directory always answers within bounds of its own:
+// its storage and accounts lookups carry 10 s timeouts, and a key actor
+// that stops bounces what is still in its mailbox.
+void ask_directory(actors::router_pointer self, const actors::services& svc, auth_call_ptr c,
+                   std::string hash, actors::admission adm) {
+  self
+    ->request(svc.directory, caf::duration{caf::infinite}, actors::auth_atom::value,
+              std::move(hash), std::move(adm))
+    .then([self, &svc, c](actors::auth_decision& d) { on_decision(self, svc, *c, d); },
+          [c](caf::error& e) { respond_error(c->out, e); });
+}
+
+actors::admission admission_of(const core::api_request& req) {
+  return {req.method, req.route, 1, true};
+}
+
+/// The key's own actor when the directory lists it as live (one hop less);
+/// else, or when that actor turns out to be stopping, the directory.
+void ask_key(actors::router_pointer self, const actors::services& svc, auth_call_ptr c,
+             std::string hash) {
+  const auto k = svc.keys ? svc.keys->find(hash) : actors::key_actor{};
+  if (!k) {
+    auto adm = admission_of(c->req);
+    ask_directory(self, svc, std::move(c), std::move(hash), std::move(adm));
+    return;
+  }
+  // Its hash again from the request for the directory, on the rare way there.
+  const auto again = [self, &svc](auth_call_ptr call) {
+    bool present = false;
+    const auto key = presented_key(call->req, present);
+    auto adm = admission_of(call->req);
+    ask_directory(self, svc, call, core::api_key::sha256_hex(key), std::move(adm));
+  };
+  self
+    ->request(k, caf::duration{caf::infinite}, actors::auth_atom::value, std::move(hash),
+              admission_of(c->req))
+    .then(
+      [self, &svc, c, again](actors::auth_decision& d) {
+        if (d.moved)
+          again(c);
+        else
+          on_decision(self, svc, *c, d);
+      },
+      [c, again](caf::error&) { again(c); });  // it stopped meanwhile
+}
+
+} // namespace
+
 actors::route_handler authenticated(access a, authed_handler h) {
-  return [a, h = std::move(h)](actors::router_pointer self, const actors::services& svc,
-                               core::api_request& req, core::responder_ptr& out) {
+  auto handler = std::make_shared<const authed_handler>(std::move(h));
+  return [a, handler](actors::router_pointer self, const actors::services& svc,
+                      core::api_request& req, core::responder_ptr& out) {
     bool present = false;
     const auto key = presented_key(req, present);
     if (!present) {
@@ -143,7 +236,7 @@ actors::route_handler authenticated(access a, authed_handler h) {
         core::principal anon;
         anon.anonymous = true;
         anon.key_hash = "anonymous";
-        authorise(a, self, svc, req, out, anon, h);
+        authorise(a, self, svc, req, out, anon, *handler);
         return;
       }
       respond_error(out, core::errc::unauthorized,
@@ -157,44 +250,9 @@ actors::route_handler authenticated(access a, authed_handler h) {
       return;
     }
     auto hash = core::api_key::sha256_hex(key);
-    actors::admission adm{req.method, req.route, 1, true};
-    // No timeout on this request: a timeout is a timer in CAF's clock
-    // thread, which wakes twice per request (set and cancel) and cost every
-    // metered route measurably. The directory always answers within bounds
-    // of its own: its storage and accounts lookups carry 10 s timeouts, and
-    // a key actor that stops bounces what is still in its mailbox.
-    self
-      ->request(svc.directory, caf::duration{caf::infinite}, actors::auth_atom::value, std::move(hash),
-                std::move(adm))
-      .then(
-        [a, h, self, &svc, req = std::move(req), out](actors::auth_decision& d) mutable {
-          if (d.limits.metered && svc.limit_decisions != nullptr)
-            count_decision(self, svc, req, d.limits);
-          if (d.code == core::errc::too_many_requests) {
-            reject_rate_limited(svc, a, req, out, d.limits);
-            return;
-          }
-          if (d.code != core::errc::ok) {
-            respond_error(out, core::errc::unauthorized, d.detail);
-            return;
-          }
-          if (d.limits.metered && svc.limits) {
-            std::string headers;
-            add_rate_limit_headers(headers, d.limits, dialects_for(*svc.limits, a.group),
-                                   now_epoch(svc));
-            out = std::make_shared<header_responder>(std::move(out), std::move(headers));
-          }
-          // The router's own try/catch does not cover continuations; an
-          // escaping exception would take the router down.
-          try {
-            authorise(a, self, svc, req, out, d.who, h);
-          } catch (const std::exception& e) {
-            spdlog::error("request {}: handler for {} {} threw: {}", req.request_id, req.method,
-                          req.path, e.what());
-            respond_error(out, core::errc::internal, "Internal Server Error");
-          }
-        },
-        [out](caf::error& e) mutable { respond_error(out, e); });
+    ask_key(self, svc,
+            std::make_shared<auth_call>(auth_call{a, handler, std::move(req), out}),
+            std::move(hash));
   };
 }
 

@@ -1,5 +1,6 @@
 #include "http/llm/llm.hpp"
 
+#include "actors/key_directory.hpp"
 #include "core/llm.hpp"
 #include "core/time_format.hpp"
 #include "http/api/common.hpp"
@@ -1177,6 +1178,38 @@ bool given_back(caf::event_based_actor* self, const state_ptr& st) {
   return true;
 }
 
+/// Asks for the call's token reservation: from the key's own actor when
+/// the directory lists it as live (one hop less), else, or when that actor
+/// turns out to be stopping (`moved`, or gone), through the directory.
+/// Either way `ok` or `err` runs once, guarded.
+template <class Ok, class Err>
+void ask_reservation(caf::event_based_actor* self, const state_ptr& st, Ok ok, Err err) {
+  const auto via_directory = [self, st](Ok& on_ok, Err& on_err) {
+    self
+      ->request(st->svc.directory, no_timeout, actors::reserve_atom::value, st->req.who.key_hash,
+                st->reserved)
+      .then(guard_then<actors::token_reservation>(self, st, std::move(on_ok)),
+            guard_then<caf::error>(self, st, std::move(on_err)));
+  };
+  const auto k = st->svc.keys ? st->svc.keys->find(st->req.who.key_hash) : actors::key_actor{};
+  if (!k) {
+    via_directory(ok, err);
+    return;
+  }
+  auto next = std::make_shared<std::pair<Ok, Err>>(std::move(ok), std::move(err));
+  self->request(k, no_timeout, actors::reserve_atom::value, st->reserved)
+    .then(guard_then<actors::token_reservation>(self, st,
+                                                [next, via_directory](actors::token_reservation& t) {
+                                                  if (t.moved)
+                                                    via_directory(next->first, next->second);
+                                                  else
+                                                    next->first(t);
+                                                }),
+          guard_then<caf::error>(self, st, [next, via_directory](caf::error&) {
+            via_directory(next->first, next->second);  // it stopped meanwhile
+          }));
+}
+
 /// Reserves the tokens and holds the credits at the same time (neither
 /// depends on the other), then goes on to
 /// the provider, or undoes whichever was granted and refuses.
@@ -1294,29 +1327,25 @@ void reserve_and_hold(caf::event_based_actor* self, state_ptr st) {
     });
   if (!st->req.who.anonymous) {
     ++g->left;
-    self
-      ->request(st->svc.directory, no_timeout, actors::reserve_atom::value,
-                st->req.who.key_hash, st->reserved)
-      .then(
-        guard_then<actors::token_reservation>(
-          self, st,
-          [self, st, g, decide](actors::token_reservation& t) {
-            if (t.granted)
-              st->tokens_reserved = true;
-            else
-              g->tokens_refused = true;
-            if (given_back(self, st))
-              return;
-            fault_point("tokens");
-            g->tokens = std::move(t);
-            decide();
-          }),
-        guard_then<caf::error>(self, st, [st, g, decide](caf::error& e) {
-          if (st->failed)
-            return;
-          g->error = std::move(e);
-          decide();
-        }));
+    ask_reservation(
+      self, st,
+      [self, st, g, decide](actors::token_reservation& t) {
+        if (t.granted)
+          st->tokens_reserved = true;
+        else
+          g->tokens_refused = true;
+        if (given_back(self, st))
+          return;
+        fault_point("tokens");
+        g->tokens = std::move(t);
+        decide();
+      },
+      [st, g, decide](caf::error& e) {
+        if (st->failed)
+          return;
+        g->error = std::move(e);
+        decide();
+      });
   }
   if (worst > 0 && !st->req.who.anonymous) {
     ++g->left;

@@ -9,8 +9,16 @@
 #include "support/process.hpp"
 #include "support/temp_dir.hpp"
 
+#include "actors/key_directory.hpp"
+#include "app/gateway.hpp"
+#include "core/api_key.hpp"
 #include "http/llm/llm.hpp"
 #include "storage/write_queue.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -127,7 +135,80 @@ void expect_one_mock_call_settled(test::connection& c, const instance& g, const 
   CHECK(balance_micro(g, key) == 10'000'000 - cost);
 }
 
+/// A key actor that is always stopping: it answers auth and reservations
+/// with `moved` and decides nothing.
+actors::key_actor::behavior_type stopping_key_actor() {
+  const auto refuse = [] { return caf::make_error(caf::sec::unexpected_message); };
+  return {
+    [](actors::auth_atom, const std::string&, const actors::admission&) {
+      actors::auth_decision d;
+      d.moved = true;
+      return d;
+    },
+    [refuse](actors::usage_atom) -> caf::result<actors::key_usage> { return refuse(); },
+    [refuse](actors::reset_atom) -> caf::result<actors::key_usage> { return refuse(); },
+    [](actors::reserve_atom, std::int64_t tokens) {
+      actors::token_reservation r;
+      r.tokens = tokens;
+      r.moved = true;
+      return r;
+    },
+    [refuse](actors::settle_atom, std::int64_t, std::int64_t) -> caf::result<actors::key_usage> {
+      return refuse();
+    },
+    [](actors::persist_atom) {},
+    [refuse](actors::flush_atom) -> caf::result<actors::write_ack> { return refuse(); },
+    [](actors::key_changed_atom, const core::key_record&, bool) {},
+    [](actors::user_changed_atom, const core::user_record&) {},
+    [](actors::tick_atom) {},
+    [](actors::commit_atom) {},
+    [](actors::stop_atom) {},
+  };
+}
+
 } // namespace
+
+TEST_CASE("routes ask a live key's actor straight, and the directory when it is stopping or gone",
+          "[integration][llm][limits]") {
+  caf::actor_system_config cfg;
+  caf::actor_system sys{cfg};  // the stand-ins' (they outlive the gateway's handles)
+  mock up;
+  test::temp_dir dir;
+  instance g{dir.str("data"), core::system_clock::instance(),
+             [&](core::config& c) { c.llm.providers = {provider("mock", up.url())}; }};
+  auto a = create_user(g, "alice");
+  const auto hash = core::api_key::sha256_hex(a.key);
+  auto& live = g.gw->live_keys();
+  // Alice's key actor runs, and is listed.
+  auto r = g.call("GET", "/user/balance", a.key);
+  REQUIRE(r.status == 200);
+  REQUIRE(live.find(hash));
+  const auto remaining = std::stoll(r.header("x-ratelimit-remaining"));
+
+  // Listed but stopping: every answer is `moved`; the directory's actor
+  // decides instead, and counts.
+  live.add(hash, sys.spawn(stopping_key_actor));
+  r = g.call("GET", "/user/balance", a.key);
+  CHECK(r.status == 200);
+  CHECK(r.header("x-ratelimit-remaining") == std::to_string(remaining - 1));
+  r = g.call("POST", "/v1/chat/completions", a.key, chat_body());
+  REQUIRE(r.status == 200);
+  CHECK(tokens_used(g, a.key) == 16);
+
+  // Listed but gone: the request to it fails; the directory's actor decides.
+  auto gone = sys.spawn(stopping_key_actor);
+  caf::anon_send_exit(gone, caf::exit_reason::user_shutdown);
+  {
+    caf::scoped_actor self{sys};
+    self->wait_for(gone);
+  }
+  live.add(hash, gone);
+  r = g.call("POST", "/v1/chat/completions", a.key, chat_body());
+  REQUIRE(r.status == 200);
+  CHECK(tokens_used(g, a.key) == 32);
+  CHECK(balance_micro(g, a.key) == 10'000'000 - 2 * cost);
+  live.remove(hash);
+}
 
 TEST_CASE("chat completion as JSON: relayed, tokens and credits exact, ledger durable",
           "[integration][llm]") {
