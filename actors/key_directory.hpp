@@ -81,8 +81,11 @@ bool decode_counters(std::string_view text,
 ///                        │ not found: 401          ▲ key/user changes forwarded
 ///
 /// A key actor that has been idle asks the directory to stop it; the
-/// directory forgets it first and then stops it, so no request is ever
-/// forwarded to a key actor that is going away.
+/// directory forgets it first (and takes it off `live`) and then stops it,
+/// so the directory never forwards a request to a key actor that is going
+/// away. A caller that asked such an actor straight (through `live`) gets
+/// `moved` for auth and reservations, or an error once it stopped, and asks
+/// the directory.
 key_directory_actor spawn_key_directory(caf::actor_system& sys, const core::clock& clock,
                                         key_directory_config cfg, metrics::registry& metrics);
 
