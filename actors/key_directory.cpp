@@ -47,6 +47,9 @@ struct key_state {
   key_directory_config cfg;
   std::chrono::steady_clock::time_point last_used;
   bool idle_reported = false;
+  /// Reservations granted and not settled yet: while there are any the
+  /// actor does not go idle, so that a call may settle with it straight.
+  std::int64_t open_reservations = 0;
   // Every counter of the key, by policy name ("minute", "route:GET /x", ...).
   /// By name; std::less<> finds a name given as a literal without a string.
   std::map<std::string, core::limiter, std::less<>> limiters;
@@ -400,6 +403,7 @@ key_actor::behavior_type key_impl(key_pointer self) {
         return r;
       }
       r.granted = true;
+      ++st.open_reservations;
       if (st.tokens_reserved != nullptr)
         st.tokens_reserved->inc(static_cast<std::uint64_t>(tokens));
       if (st.cfg.direct) {
@@ -424,6 +428,7 @@ key_actor::behavior_type key_impl(key_pointer self) {
         }
         // Not stored: give the tokens back and refuse.
         auto& s = self->state;
+        s.open_reservations = std::max<std::int64_t>(0, s.open_reservations - 1);
         for (const char* name : {"tokens_day", "tokens_month"})
           if (auto it = s.limiters.find(name); it != s.limiters.end())
             it->second.refund(s.clock->now(), tokens);
@@ -435,6 +440,7 @@ key_actor::behavior_type key_impl(key_pointer self) {
       auto& st = self->state;
       if (reserved < 0 || used < 0)
         return make_error(core::errc::bad_request, "token counts cannot be negative");
+      st.open_reservations = std::max<std::int64_t>(0, st.open_reservations - 1);
       const auto now = st.clock->now();
       for (const char* name : {"tokens_day", "tokens_month"}) {
         auto it = st.limiters.find(name);
@@ -514,6 +520,11 @@ key_actor::behavior_type key_impl(key_pointer self) {
       if (st.idle_reported)
         return;
       const auto idle = std::chrono::steady_clock::now() - st.last_used;
+      if (idle >= st.cfg.idle_timeout && st.open_reservations > 0) {
+        // Calls still hold reservations here and settle with this actor.
+        self->delayed_send(self, st.cfg.idle_timeout, tick_atom::value);
+        return;
+      }
       if (idle >= st.cfg.idle_timeout) {
         st.idle_reported = true;
         persist(self);

@@ -201,6 +201,9 @@ struct call_state {
   std::int64_t max_tokens = 0;
   std::int64_t reserved = 0;      ///< tokens reserved at the key actor
   bool tokens_reserved = false;
+  /// The key actor that granted the reservation, when it was asked straight
+  /// (it stays until the call settles); else the directory settles it.
+  actors::key_actor reserved_at;
   actors::credit_hold hold;
   bool slot = false;              ///< holding a provider slot
   std::shared_ptr<client::call_handle> handle;
@@ -552,10 +555,12 @@ void settle(caf::event_based_actor* self, state_ptr st, std::int64_t prompt,
   if (st->tokens_reserved) {
     st->tokens_reserved = false;
     ++j->left;
-    self
-      ->request(st->svc.directory, no_timeout, actors::settle_atom::value,
-                st->req.who.key_hash, st->reserved, used)
-      .then(guard_then<actors::key_usage>(self, st,
+    auto asked = st->reserved_at
+                   ? self->request(st->reserved_at, no_timeout, actors::settle_atom::value,
+                                   st->reserved, used)
+                   : self->request(st->svc.directory, no_timeout, actors::settle_atom::value,
+                                   st->req.who.key_hash, st->reserved, used);
+    asked.then(guard_then<actors::key_usage>(self, st,
                                           [j](actors::key_usage& u) {
                                             j->usage = std::move(u);
                                             j->one();
@@ -709,8 +714,11 @@ bool answer_on_io_thread(call_state& st, upstream_result& r) {
   release_slot(st, true, used);
   if (st.tokens_reserved) {
     st.tokens_reserved = false;
-    caf::anon_send(st.svc.directory, actors::settle_atom::value, st.req.who.key_hash,
-                   st.reserved, used);
+    if (st.reserved_at)
+      caf::anon_send(st.reserved_at, actors::settle_atom::value, st.reserved, used);
+    else
+      caf::anon_send(st.svc.directory, actors::settle_atom::value, st.req.who.key_hash,
+                     st.reserved, used);
   }
   if (st.hold.granted && used == 0) {
     st.hold.granted = false;
@@ -1198,13 +1206,17 @@ void ask_reservation(caf::event_based_actor* self, const state_ptr& st, Ok ok, E
   }
   auto next = std::make_shared<std::pair<Ok, Err>>(std::move(ok), std::move(err));
   self->request(k, no_timeout, actors::reserve_atom::value, st->reserved)
-    .then(guard_then<actors::token_reservation>(self, st,
-                                                [next, via_directory](actors::token_reservation& t) {
-                                                  if (t.moved)
-                                                    via_directory(next->first, next->second);
-                                                  else
-                                                    next->first(t);
-                                                }),
+    .then(guard_then<actors::token_reservation>(
+            self, st,
+            [st, k, next, via_directory](actors::token_reservation& t) {
+              if (t.moved) {
+                via_directory(next->first, next->second);
+                return;
+              }
+              if (t.granted)
+                st->reserved_at = k;  // it does not go idle before the settlement
+              next->first(t);
+            }),
           guard_then<caf::error>(self, st, [next, via_directory](caf::error&) {
             via_directory(next->first, next->second);  // it stopped meanwhile
           }));

@@ -210,6 +210,25 @@ TEST_CASE("routes ask a live key's actor straight, and the directory when it is 
   live.remove(hash);
 }
 
+TEST_CASE("a key actor holding a reservation does not go idle: the call settles with it",
+          "[integration][llm][limits]") {
+  // The upstream takes longer than the key's idle timeout; the call
+  // reserved with the key's actor straight and settles with it straight.
+  mock up;
+  test::temp_dir dir;
+  instance g{dir.str("data"), core::system_clock::instance(), [&](core::config& c) {
+               c.llm.providers = {provider("slow", up.url(), {{"X-Mock-Latency-Ms", "600"}})};
+               c.auth.key_idle_timeout = 100ms;
+             }};
+  auto a = create_user(g, "alice");
+  auto r = g.call("POST", "/v1/chat/completions", a.key, chat_body());
+  REQUIRE(r.status == 200);
+  // Settled exactly (a lost settlement would leave the whole reservation,
+  // prompt and 50 completion tokens, counted).
+  CHECK(tokens_used(g, a.key) == 16);
+  CHECK(balance_micro(g, a.key) == 10'000'000 - cost);
+}
+
 TEST_CASE("chat completion as JSON: relayed, tokens and credits exact, ledger durable",
           "[integration][llm]") {
   mock up;
