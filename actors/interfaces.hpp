@@ -126,11 +126,14 @@ struct admission {
   std::string route;   ///< route template
   std::int64_t cost = 1;
   bool meter = true;   ///< false: authenticate only
+  /// Sent to the key actor straight (live_keys), not through the directory:
+  /// a stopping actor answers `moved` only to these.
+  bool direct = false;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, admission& x) {
-  return f(x.method, x.route, x.cost, x.meter);
+  return f(x.method, x.route, x.cost, x.meter, x.direct);
 }
 
 struct policy_summary {
@@ -170,8 +173,9 @@ struct auth_decision {
   std::string detail;
   core::principal who;
   limit_report limits;
-  /// The key actor asked is stopping (it reported itself idle): nothing was
-  /// decided or counted; ask the directory, which runs the key's next actor.
+  /// The key actor asked straight (admission::direct) is stopping (it
+  /// reported itself idle): nothing was decided or counted; ask the
+  /// directory, which runs the key's next actor.
   bool moved = false;
 };
 
@@ -610,7 +614,8 @@ using key_actor = caf::typed_actor<
   caf::replies_to<auth_atom, std::string, admission>::with<auth_decision>,
   caf::replies_to<usage_atom>::with<key_usage>,
   caf::replies_to<reset_atom>::with<key_usage>,
-  caf::replies_to<reserve_atom, std::int64_t>::with<token_reservation>,
+  /// Tokens, and whether asked straight (not through the directory).
+  caf::replies_to<reserve_atom, std::int64_t, bool>::with<token_reservation>,
   caf::replies_to<settle_atom, std::int64_t, std::int64_t>::with<key_usage>,
   caf::reacts_to<persist_atom>,
   caf::replies_to<flush_atom>::with<write_ack>,

@@ -353,8 +353,9 @@ key_actor::behavior_type key_impl(key_pointer self) {
       d.detail = core::key_refusal(st.key, to_epoch(st.clock->now()));
       if (!d.detail.empty())
         return d;
-      if (st.idle_reported) {
+      if (st.idle_reported && a.direct) {
         // Stopping: what this actor counts now could miss its last write.
+        // (What the directory forwarded came before its flush, and counts.)
         d.moved = true;
         return d;
       }
@@ -370,12 +371,12 @@ key_actor::behavior_type key_impl(key_pointer self) {
       return d;
     },
     [=](usage_atom) -> key_usage { return usage_of(self->state); },
-    [=](reserve_atom, std::int64_t tokens) -> caf::result<token_reservation> {
+    [=](reserve_atom, std::int64_t tokens, bool direct) -> caf::result<token_reservation> {
       auto& st = self->state;
       token_reservation r;
       r.tokens = tokens;
-      if (st.idle_reported) {
-        r.moved = true;  // stopping: the key's next actor reserves
+      if (st.idle_reported && direct) {
+        r.moved = true;  // stopping: the key's next actor reserves (as for auth)
         return r;
       }
       if (tokens < 0)
@@ -440,7 +441,10 @@ key_actor::behavior_type key_impl(key_pointer self) {
       auto& st = self->state;
       if (reserved < 0 || used < 0)
         return make_error(core::errc::bad_request, "token counts cannot be negative");
-      st.open_reservations = std::max<std::int64_t>(0, st.open_reservations - 1);
+      if (st.open_reservations == 0)
+        spdlog::warn("key actor: a settlement without an open reservation");
+      else
+        --st.open_reservations;
       const auto now = st.clock->now();
       for (const char* name : {"tokens_day", "tokens_month"}) {
         auto it = st.limiters.find(name);
@@ -732,11 +736,11 @@ key_directory_actor::behavior_type directory_impl(directory_pointer self) {
       // A live key (every call's): straight on, as with_key would, without
       // its promise and callbacks.
       if (auto it = self->state.live.find(hash); it != self->state.live.end())
-        return self->delegate(it->second.actor, reserve_atom::value, tokens);
+        return self->delegate(it->second.actor, reserve_atom::value, tokens, false);
       auto rp = self->make_response_promise<token_reservation>();
       with_key(self, hash,
                {[rp, tokens](const key_actor& k) mutable {
-                  rp.delegate(k, reserve_atom::value, tokens);
+                  rp.delegate(k, reserve_atom::value, tokens, false);
                 },
                 [rp](const caf::error& e) mutable { rp.deliver(e); },
                 [rp]() mutable {

@@ -45,6 +45,12 @@ private:
   std::unordered_map<std::string, key_actor> actors_;
 };
 
+/// Whether an error from a key actor asked straight means it is gone (it
+/// stopped before the request reached it), so the directory is to be asked.
+inline bool key_actor_gone(const caf::error& e) {
+  return e == caf::sec::request_receiver_down || e.category() == caf::atom("exit");
+}
+
 struct key_directory_config {
   /// A key actor with no request for this long flushes and stops; the next
   /// request with its key spawns it again.

@@ -27,9 +27,9 @@ class write_queue;
 
 namespace tollgate::actors {
 
-/// What route handlers may use: the actors they ask and the shared services.
 class live_keys;
 
+/// What route handlers may use: the actors they ask and the shared services.
 struct services {
   storage_actor storage;
   accounts_actor accounts;

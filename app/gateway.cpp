@@ -404,4 +404,9 @@ actors::live_keys& gateway::live_keys() noexcept {
   return *impl_->keys;
 }
 
+std::size_t gateway::llm_calls_open() const {
+  const auto& s = *impl_;
+  return s.llm && s.llm->watch ? s.llm->watch->size() : 0;
+}
+
 } // namespace tollgate::app

@@ -43,6 +43,9 @@ public:
   /// The key actors routes ask straight (tests change entries in it).
   actors::live_keys& live_keys() noexcept;
 
+  /// LLM calls not ended yet (on the watch for their deadline).
+  std::size_t llm_calls_open() const;
+
   /// The admin key generated at this start (empty when none was): printed
   /// once to stderr by start(); exposed for tests.
   const std::string& bootstrap_key() const noexcept;

@@ -210,9 +210,11 @@ void ask_key(actors::router_pointer self, const actors::services& svc, auth_call
     auto adm = admission_of(call->req);
     ask_directory(self, svc, call, core::api_key::sha256_hex(key), std::move(adm));
   };
+  auto adm = admission_of(c->req);
+  adm.direct = true;
   self
     ->request(k, caf::duration{caf::infinite}, actors::auth_atom::value, std::move(hash),
-              admission_of(c->req))
+              std::move(adm))
     .then(
       [self, &svc, c, again](actors::auth_decision& d) {
         if (d.moved)
@@ -220,7 +222,12 @@ void ask_key(actors::router_pointer self, const actors::services& svc, auth_call
         else
           on_decision(self, svc, *c, d);
       },
-      [c, again](caf::error&) { again(c); });  // it stopped meanwhile
+      [c, again](caf::error& e) {
+        if (actors::key_actor_gone(e))
+          again(c);  // it stopped meanwhile
+        else
+          respond_error(c->out, e);
+      });
 }
 
 } // namespace

@@ -1205,7 +1205,7 @@ void ask_reservation(caf::event_based_actor* self, const state_ptr& st, Ok ok, E
     return;
   }
   auto next = std::make_shared<std::pair<Ok, Err>>(std::move(ok), std::move(err));
-  self->request(k, no_timeout, actors::reserve_atom::value, st->reserved)
+  self->request(k, no_timeout, actors::reserve_atom::value, st->reserved, true)
     .then(guard_then<actors::token_reservation>(
             self, st,
             [st, k, next, via_directory](actors::token_reservation& t) {
@@ -1217,8 +1217,11 @@ void ask_reservation(caf::event_based_actor* self, const state_ptr& st, Ok ok, E
                 st->reserved_at = k;  // it does not go idle before the settlement
               next->first(t);
             }),
-          guard_then<caf::error>(self, st, [next, via_directory](caf::error&) {
-            via_directory(next->first, next->second);  // it stopped meanwhile
+          guard_then<caf::error>(self, st, [next, via_directory](caf::error& e) {
+            if (actors::key_actor_gone(e))
+              via_directory(next->first, next->second);  // it stopped meanwhile
+            else
+              next->second(e);
           }));
 }
 

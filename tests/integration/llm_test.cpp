@@ -135,22 +135,48 @@ void expect_one_mock_call_settled(test::connection& c, const instance& g, const 
   CHECK(balance_micro(g, key) == 10'000'000 - cost);
 }
 
-/// A key actor that is always stopping: it answers auth and reservations
-/// with `moved` and decides nothing.
-actors::key_actor::behavior_type stopping_key_actor() {
+/// What a stand-in key actor does with auth and reservations.
+enum class stand_in { stopping, refusing_requests, refusing_tokens };
+
+/// A key actor standing in for a key's real one (`real`):
+/// - stopping: answers auth and reservations with `moved`, deciding nothing;
+/// - refusing_requests: refuses every request with a rate limit of its own;
+/// - refusing_tokens: passes auth on to the real actor and refuses every
+///   reservation.
+actors::key_actor::behavior_type stand_in_key_actor(actors::key_actor::pointer self,
+                                                    stand_in mode, actors::key_actor real) {
   const auto refuse = [] { return caf::make_error(caf::sec::unexpected_message); };
   return {
-    [](actors::auth_atom, const std::string&, const actors::admission&) {
+    [=](actors::auth_atom, const std::string& hash,
+        const actors::admission& a) -> caf::result<actors::auth_decision> {
       actors::auth_decision d;
-      d.moved = true;
-      return d;
+      if (mode == stand_in::stopping) {
+        d.moved = true;
+        return d;
+      }
+      if (mode == stand_in::refusing_requests) {
+        d.code = core::errc::too_many_requests;
+        d.limits.metered = true;
+        d.limits.allowed = false;
+        d.limits.policy = "stand-in";
+        d.limits.limit = 1;
+        d.limits.window = 60;
+        d.limits.retry_after = 7;
+        return d;
+      }
+      return self->delegate(real, actors::auth_atom::value, hash, a);
     },
     [refuse](actors::usage_atom) -> caf::result<actors::key_usage> { return refuse(); },
     [refuse](actors::reset_atom) -> caf::result<actors::key_usage> { return refuse(); },
-    [](actors::reserve_atom, std::int64_t tokens) {
+    [mode](actors::reserve_atom, std::int64_t tokens, bool) {
       actors::token_reservation r;
       r.tokens = tokens;
-      r.moved = true;
+      if (mode == stand_in::stopping) {
+        r.moved = true;
+      } else {
+        r.budget = "tokens_day";
+        r.retry_after = 9;
+      }
       return r;
     },
     [refuse](actors::settle_atom, std::int64_t, std::int64_t) -> caf::result<actors::key_usage> {
@@ -185,18 +211,34 @@ TEST_CASE("routes ask a live key's actor straight, and the directory when it is 
   REQUIRE(live.find(hash));
   const auto remaining = std::stoll(r.header("x-ratelimit-remaining"));
 
+  const auto real = live.find(hash);
+
+  // Asked straight: a stand-in listed for the key answers for it.
+  live.add(hash, sys.spawn(stand_in_key_actor, stand_in::refusing_requests, real));
+  r = g.call("GET", "/user/balance", a.key);
+  CHECK(r.status == 429);
+  CHECK(r.header("retry-after") == "7");
+  live.add(hash, sys.spawn(stand_in_key_actor, stand_in::refusing_tokens, real));
+  r = g.call("POST", "/v1/chat/completions", a.key, chat_body());
+  CHECK(r.status == 429);
+  CHECK(r.header("retry-after") == "9");
+  CHECK(r.body.find("Daily token limit exceeded") != std::string::npos);
+  CHECK(tokens_used(g, a.key) == 0);
+
   // Listed but stopping: every answer is `moved`; the directory's actor
   // decides instead, and counts.
-  live.add(hash, sys.spawn(stopping_key_actor));
+  live.add(hash, sys.spawn(stand_in_key_actor, stand_in::stopping, real));
   r = g.call("GET", "/user/balance", a.key);
   CHECK(r.status == 200);
-  CHECK(r.header("x-ratelimit-remaining") == std::to_string(remaining - 1));
+  // Counted by the real actor: the chat completion and the usage request
+  // above (their auth went on to it), and this request.
+  CHECK(r.header("x-ratelimit-remaining") == std::to_string(remaining - 3));
   r = g.call("POST", "/v1/chat/completions", a.key, chat_body());
   REQUIRE(r.status == 200);
   CHECK(tokens_used(g, a.key) == 16);
 
   // Listed but gone: the request to it fails; the directory's actor decides.
-  auto gone = sys.spawn(stopping_key_actor);
+  auto gone = sys.spawn(stand_in_key_actor, stand_in::stopping, real);
   caf::anon_send_exit(gone, caf::exit_reason::user_shutdown);
   {
     caf::scoped_actor self{sys};
@@ -258,6 +300,10 @@ TEST_CASE("chat completion as JSON: relayed, tokens and credits exact, ledger du
     CHECK(l["data"][0]["amount_micro"].GetInt64() == cost);
     CHECK(l["data"][0]["balance_micro"].GetInt64() == 10'000'000 - cost);
     CHECK(str(l["data"][0]["request_id"]) == r.header("x-request-id"));
+
+    // The call ended with its answer (from the I/O thread, without the
+    // runner): it is off the deadline watch.
+    CHECK(eventually([&] { return g.gw->llm_calls_open() == 0; }));
 
     // /v1/responses reads input/output tokens the same way.
     r = g.call("POST", "/v1/responses", a.key, R"({"model":"m1","input":"hi"})");
