@@ -57,9 +57,6 @@ struct upstream_result {
   std::int64_t prompt_tokens = -1;      ///< from the upstream's usage; -1: none
   std::int64_t completion_tokens = -1;
   std::string text;         ///< the streamed assistant text, assembled
-  /// Answered and settled already, on the I/O thread (answer_on_io_thread):
-  /// the runner only ends the call.
-  bool settled = false;
 };
 
 } // namespace
@@ -699,8 +696,9 @@ std::string message_answer(const call_state& st, const std::string& text,
 /// goes to the client straight from the I/O thread the upstream's answer
 /// arrived on, which is the client's session's own thread: no hand-off to
 /// the runner and back. The settlement's messages are queued first, so
-/// whatever the client asks next sees them; the runner then only ends the
-/// call. False: the runner decides (an error, a body that is not JSON).
+/// whatever the client asks next sees them, and the runner hears nothing
+/// more of the call. False: the runner decides (an error, a body that is
+/// not JSON).
 bool answer_on_io_thread(call_state& st, upstream_result& r) {
   if (!r.error.empty() || r.status < 200 || r.status >= 300
       || stored(st) != write_status::committed)
@@ -731,7 +729,13 @@ bool answer_on_io_thread(call_state& st, upstream_result& r) {
   res.status = 200;
   res.body = st.req.kind == call_kind::images ? images_answer(r.body) : std::move(r.body);
   answer(st, std::move(res));
-  r.settled = true;
+  // The call is over: no upstream_done for the runner, whose end() would
+  // only take the call off the watch. Its state stays as the upstream left
+  // it (upstream_running: the runner leaves slot, tokens and hold alone); a
+  // late cancel finds nothing to do. watch_id was set before the upstream
+  // call started, and the watch is internally synchronised.
+  if (st.watch_id != 0 && st.ctx->watch)
+    st.ctx->watch->remove(st.watch_id);
   return true;
 }
 
@@ -749,10 +753,6 @@ void fail_unavailable(call_state& st, std::string message) {
 void on_result(caf::event_based_actor* self, state_ptr st, upstream_result& r) {
   st->handle.reset();
   st->upstream_running = false;
-  if (r.settled) {
-    end(self, st);
-    return;
-  }
   if (const auto s = stored(*st); s == write_status::pending) {
     // The upstream was faster than the commit of the call's own writes
     // (another I/O thread read its answer): the result comes back after it.
@@ -1041,14 +1041,13 @@ void call_upstream(caf::event_based_actor* self, state_ptr st) {
       if (st->ctx->answers_held != nullptr)
         st->ctx->answers_held->inc();
       st->svc.writes->when_committed(st->writes_upto, [me, st, r = std::move(r)]() mutable {
-        answer_on_io_thread(*st, r);
-        caf::anon_send(me, upstream_done_atom::value, st, std::move(r));
+        if (!answer_on_io_thread(*st, r))
+          caf::anon_send(me, upstream_done_atom::value, st, std::move(r));
       });
       return;
     }
-    if (plain)
-      answer_on_io_thread(*st, r);
-    caf::anon_send(me, upstream_done_atom::value, st, std::move(r));
+    if (!plain || !answer_on_io_thread(*st, r))
+      caf::anon_send(me, upstream_done_atom::value, st, std::move(r));
   };
   if (want_stream) {
     st->stream = sh->stream;
