@@ -173,11 +173,7 @@ void gateway::start() {
   bool needs_client = !s.cfg.routes.empty();
   for (const auto& p : s.cfg.llm.providers)
     needs_client = needs_client || p.base_url != "builtin:demo";
-  // One I/O thread (the default) tells Asio so: a handler it queues from
-  // that thread then goes on the thread's own queue, without the scheduler's
-  // lock (posts from other threads still take it).
-  const auto io_threads = static_cast<int>(std::max(1U, s.cfg.server.io_threads));
-  s.io = std::make_unique<boost::asio::io_context>(io_threads);
+  s.io = std::make_unique<boost::asio::io_context>();
   if (needs_client) {
     http::client::client::options o;
     o.io = s.io.get();
