@@ -42,7 +42,7 @@ void setup_logging(const std::string& level) {
 /// free and malloc take the arena's slower paths. With 32 calls in flight
 /// the gateway holds far more of each size than that: at 32 connections
 /// the I/O thread ran about 5% more instructions per call with the default
-/// (BENCHMARKS.md, "A larger per-thread malloc cache"). The cache size is
+/// (BENCHMARKS.md, eleventh session, "A larger malloc cache"). The size is
 /// a tunable glibc reads only at start: when the environment does not set
 /// it, the gateway sets it and runs itself again (the same process and
 /// arguments). An operator's own glibc.malloc.tcache_count (7 is glibc's
@@ -91,10 +91,10 @@ void tune_allocator(char** argv) {
       || self.st_ino != named.st_ino)
     return;
   const std::string value = set && !set->empty() ? *set + ":" + tcache : std::string{tcache};
-  if (::setenv(name, value.c_str(), 1) != 0 || ::setenv(mark, "1", 1) != 0)
-    return;
-  ::execv("/proc/self/exe", argv);
-  // The exec failed: go on with glibc's default.
+  if (::setenv(name, value.c_str(), 1) == 0 && ::setenv(mark, "1", 1) == 0)
+    ::execv("/proc/self/exe", argv);
+  // Not run again (no memory for the environment, or the exec failed): go
+  // on with glibc's default, and the environment as it was.
   ::unsetenv(mark);
   if (set)
     ::setenv(name, set->c_str(), 1);
