@@ -1,7 +1,6 @@
 #include "http/api/auth.hpp"
 
 #include "actors/key_directory.hpp"
-
 #include "core/api_key.hpp"
 #include "http/api/common.hpp"
 #include "http/api/ratelimit.hpp"
