@@ -244,11 +244,8 @@ bool client_owned_field(std::string_view name) {
          || iequal(name, "transfer-encoding");
 }
 
-/// Why a method or header fields cannot go out ("bad request: …"), or "".
-std::string check_request(std::string_view method,
-                          const std::vector<std::pair<std::string, std::string>>& headers) {
-  if (!is_token(method))
-    return "bad request: invalid method";
+/// Why header fields cannot go out ("bad request: …"), or "".
+std::string check_fields(const std::vector<std::pair<std::string, std::string>>& headers) {
   for (const auto& [name, value] : headers) {
     if (!is_token(name))
       return "bad request: invalid header name";
@@ -263,7 +260,15 @@ std::string check_request(std::string_view method,
   return {};
 }
 
-/// Appends the fields as they go out (checked by check_request), in the
+/// Why a method or header fields cannot go out ("bad request: …"), or "".
+std::string check_request(std::string_view method,
+                          const std::vector<std::pair<std::string, std::string>>& headers) {
+  if (!is_token(method))
+    return "bad request: invalid method";
+  return check_fields(headers);
+}
+
+/// Appends the fields as they go out (checked by check_fields), in the
 /// order beast's serializer would write them.
 void render_fields(std::string& out,
                    const std::vector<std::pair<std::string, std::string>>& headers) {
@@ -628,7 +633,7 @@ private:
     }
     fixed_ = std::move(req.fixed);
     url_ = &fixed_->url;
-    if (auto why = check_request("GET", req.headers); !why.empty()) {
+    if (auto why = check_fields(req.headers); !why.empty()) {
       setup_error_ = std::move(why);
       return;
     }
